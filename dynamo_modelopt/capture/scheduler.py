@@ -1,0 +1,189 @@
+"""Inductor's fused scheduler nodes and their buffers, as a planning `Problem`.
+
+We read the memory-planning records that `torch/_inductor/memory.py` attaches to every node
+and buffer (`mpi_node`, `mpi_buffer`: sizes, successors for liveness and for ordering), so the
+problem's lifetimes are the ones the generated wrapper follows: a buffer is allocated before its
+producer runs and freed after its last user; inputs that Inductor may free (a backward's saved
+activations) are freed after their last user; outputs live to the end.
+
+Corrections over memory.py's estimate, where the generated code allocates differently:
+- multi-output kernels: each output is allocated by the kernel itself, so each child buffer
+  is live from the parent kernel's step (memory.py charges the sum to the parent instead);
+- mutation renames (`buf1` mutating `buf0`) share `buf0`'s memory: size 0, liveness forwarded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..planner.problem import Operation, Problem, Tensor
+
+if TYPE_CHECKING:
+    from torch._inductor.scheduler import BaseSchedulerNode, SchedulerBuffer
+
+# Inductor's CPU and CUDA allocations are at least this aligned; offsets in our arena follow.
+ALLOCATION_ALIGNMENT = 64
+
+
+class UnplannableGraph(Exception):
+    """The graph has something the planner cannot model; the reason says what."""
+
+
+@dataclass
+class CapturedGraph:
+    """A problem and the scheduler nodes its operations stand for."""
+
+    problem: Problem
+    node_by_name: dict[str, BaseSchedulerNode]
+
+    def nodes_in(self, order: Sequence[str]) -> list[BaseSchedulerNode]:
+        return [self.node_by_name[name] for name in order]
+
+
+def _size_hint(expr: Any) -> int:
+    """A concrete size: the value of a symbolic size at the shapes being compiled.
+
+    Order is safe for any shape, so a backed symbolic size is planned at its hint; a size that
+    depends on data (an unbacked symbol) has no such value and makes the graph unplannable.
+    """
+    from torch._inductor.virtualized import V
+
+    try:
+        return int(V.graph.sizevars.guarding_hint_or_throw(expr))
+    except Exception as exc:
+        raise UnplannableGraph(f"size {expr} depends on data and has no bound ({exc})") from exc
+
+
+def _buffer_bytes(buf: SchedulerBuffer) -> int:
+    from torch._inductor.utils import get_dtype_size
+
+    node = buf.node
+    return _size_hint(node.get_numel()) * get_dtype_size(node.get_dtype())
+
+
+def _multi_output_parent(buf: SchedulerBuffer, scheduler: Any) -> BaseSchedulerNode | None:
+    """The fused node of the kernel that really allocated a MultiOutput child buffer."""
+    from torch._inductor.ir import MultiOutput
+
+    ir_node = buf.node
+    if not isinstance(ir_node, MultiOutput) or not ir_node.inputs:
+        return None
+    parent_name = ir_node.inputs[0].get_name()
+    parent_buf = scheduler.name_to_buf.get(parent_name)
+    if parent_buf is None or parent_buf.defining_op is None:
+        return None
+    return scheduler.name_to_fused_node.get(parent_buf.defining_op.get_name())
+
+
+def _names(nodes: Iterable[BaseSchedulerNode]) -> tuple[str, ...]:
+    return tuple(sorted({n.get_name() for n in nodes}))
+
+
+def problem_from_scheduler(
+    nodes: Sequence[BaseSchedulerNode],
+    graph_inputs: Iterable[str],
+    graph_outputs: Iterable[str],
+    name: str = "graph",
+) -> CapturedGraph:
+    """Build the planning problem of fused `nodes` in their current order.
+
+    Requires memory.py's planning info on the nodes and buffers, i.e. run after
+    `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
+    """
+    from torch._inductor.ir import MultiOutputLayout, NoneLayout
+    from torch._inductor.memory import get_freeable_input_buf
+    from torch._inductor.utils import OrderedSet
+    from torch._inductor.virtualized import V
+
+    scheduler = V.graph.scheduler
+    outputs = set(graph_outputs)
+    node_by_name = {n.get_name(): n for n in nodes}
+    if len(node_by_name) != len(nodes):
+        raise UnplannableGraph("two scheduler nodes share a name")
+    mutation_renamed = set(scheduler.mutation_real_name)
+
+    tensors: list[Tensor] = []
+    freeable_inputs = get_freeable_input_buf(list(nodes), OrderedSet(graph_inputs))
+    for buf_name, input_buf in freeable_inputs.items():
+        info = input_buf.mpi_buffer
+        tensors.append(
+            Tensor(
+                name=buf_name,
+                size=int(info.size_free),
+                producer=None,
+                consumers=_names(info.succ_nodes),
+                live_to_end=buf_name in outputs,
+                placed=False,
+                alignment=ALLOCATION_ALIGNMENT,
+            )
+        )
+
+    for node in nodes:
+        for buf in node.get_outputs():
+            buf_name = buf.get_name()
+            layout = getattr(buf.node, "layout", None)
+            if (
+                buf_name in mutation_renamed
+                or isinstance(layout, (NoneLayout, MultiOutputLayout))
+            ):
+                continue  # no memory of its own
+            size = _buffer_bytes(buf)
+            if size == 0:
+                continue
+            producer = _multi_output_parent(buf, scheduler) or node
+            tensors.append(
+                Tensor(
+                    name=buf_name,
+                    size=size,
+                    producer=producer.get_name(),
+                    consumers=_names(buf.mpi_buffer.succ_nodes),
+                    live_to_end=buf_name in outputs,
+                    alignment=ALLOCATION_ALIGNMENT,
+                )
+            )
+
+    precedences = sorted(
+        {
+            (pred.get_name(), node.get_name())
+            for node in nodes
+            for pred in node.mpi_node.pred_nodes
+            if pred.get_name() in node_by_name
+        }
+    )
+    problem = Problem(
+        operations=[Operation(n.get_name()) for n in nodes],
+        tensors=tensors,
+        precedences=precedences,
+        name=name,
+    )
+    return CapturedGraph(problem=problem, node_by_name=node_by_name)
+
+
+def as_emitted(problem: Problem, removed: Iterable[str], inplace_reuses: dict[str, str]) -> Problem:
+    """The problem as the generated code really allocates it, once Inductor has emitted it.
+
+    Code generation makes two memory decisions after the order is fixed: buffers used only
+    inside one fused kernel are removed (never allocated), and an output may take over the
+    memory of an input that dies in the same kernel (`buf3 = buf2; del buf2  # reuse`).
+    `removed` and `inplace_reuses` (output -> input, the wrapper's `reuses`) are those decisions.
+    """
+    removed = set(removed)
+    known = {t.name for t in problem.tensors}
+    tensors: list[Tensor] = []
+    for t in problem.tensors:
+        if t.name in removed:
+            continue
+        base = inplace_reuses.get(t.name)
+        if base is not None and base in known and base not in removed and t.alias_of is None:
+            t = dataclasses.replace(t, alias_of=base)
+        tensors.append(t)
+    return Problem(
+        operations=list(problem.operations),
+        tensors=tensors,
+        precedences=list(problem.precedences),
+        name=problem.name,
+        meta={**problem.meta, "emitted": True},
+    )

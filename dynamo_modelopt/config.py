@@ -1,0 +1,71 @@
+"""Options of the `modelopt` backend, as passed through `torch.compile(..., options={...})`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .planner.options import PlannerOptions
+
+
+@dataclass(frozen=True)
+class ModeloptConfig:
+    """Everything that changes what the backend plans; unknown option names are an error.
+
+    solver: "auto" (Gurobi only where its license fits the model, else CP-SAT), "cpsat",
+        "gurobi", "highs" or "heuristic" (no solver: best memory-aware topological sort).
+    mode: "two_stage" (order, then offsets) or "joint" (both in one model).
+    time_limit: seconds per graph given to the solver.
+    relative_gap: stop once the plan is proved within this fraction of optimal.
+    threads, seed: solver workers and random seed (same seed and threads, same plan).
+    reorder: impose the planned order on Inductor's fused nodes (False keeps Inductor's order
+        but still reports on it).
+    strict: raise instead of falling back to plain Inductor (meant for tests).
+    save_problems: a directory where each graph's planning problem and plan are written as
+        JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
+    """
+
+    solver: str = "auto"
+    mode: str = "two_stage"
+    time_limit: float = 10.0
+    relative_gap: float = 0.0
+    threads: int = 2
+    seed: int = 0
+    reorder: bool = True
+    strict: bool = False
+    save_problems: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.planner_options()  # the planner checks its own options
+        except ValueError as exc:
+            raise ValueError(f"modelopt: {exc}") from exc
+
+    def planner_options(self) -> PlannerOptions:
+        return PlannerOptions(
+            solver=self.solver,
+            mode=self.mode,
+            time_limit=self.time_limit,
+            relative_gap=self.relative_gap,
+            threads=self.threads,
+            seed=self.seed,
+        )
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> ModeloptConfig:
+        options = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"modelopt: unknown option(s) {unknown}; valid options are {sorted(known)}"
+            )
+        return cls(**options)
+
+    def replace(self, **changes: Any) -> ModeloptConfig:
+        return dataclasses.replace(self, **changes)
+
+    def cache_key(self) -> str:
+        """Stable text of every field, for Inductor's cache keys."""
+        return repr(sorted(dataclasses.asdict(self).items()))

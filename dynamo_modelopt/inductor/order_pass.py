@@ -1,0 +1,200 @@
+"""Make Inductor run its fused nodes in our planned order.
+
+Inductor re-sorts nodes during fusion and then lets `reorder_for_peak_memory` pick its own order,
+so an order set any earlier does not survive. We compile our graphs with
+`reorder_for_peak_memory=False` and install this pass as `_post_fusion_custom_pass`, the last
+scheduler hook before code generation. The pass:
+1. runs Inductor's own `reorder_for_peak_memory` to learn the order Inductor would have used
+   (that is the baseline every report compares against, and our plan's starting point);
+2. turns the fused nodes and their buffers into a planning `Problem`;
+3. plans it, validates the plan and returns the nodes in the planned order.
+Any failure returns Inductor's own order, so the graph compiles exactly as under plain Inductor,
+with one warning and a "fallback" report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch._inductor.custom_graph_pass import CustomSchedulerPass
+
+from ..capture.scheduler import (
+    CapturedGraph,
+    UnplannableGraph,
+    as_emitted,
+    problem_from_scheduler,
+)
+from ..config import ModeloptConfig
+from ..planner import check_plan, peak_live_bytes, plan
+from ..report import GraphReport, add_report
+
+if TYPE_CHECKING:
+    from torch._inductor.scheduler import BaseSchedulerNode
+
+log = logging.getLogger(__name__)
+
+_graph_counter = 0
+
+
+class ModeloptFallbackWarning(UserWarning):
+    """A graph was compiled by plain Inductor because modelopt could not plan it."""
+
+
+def _graph_kind() -> str:
+    from torch._inductor.virtualized import V
+
+    if V.graph.is_backward:
+        return "backward"
+    if V.graph.is_inference:
+        return "inference"
+    return "forward"
+
+
+def _inductor_order(nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
+    """The order Inductor's own peak-memory pass would pick (it also attaches planning info)."""
+    from torch._inductor import memory
+    from torch._inductor.utils import OrderedSet
+    from torch._inductor.virtualized import V
+
+    scheduler = V.graph.scheduler
+    return memory.reorder_for_peak_memory(
+        nodes,
+        scheduler.name_to_buf,
+        scheduler.name_to_fused_node,
+        OrderedSet(V.graph.graph_inputs.keys()),
+        OrderedSet(V.graph.get_output_names()),
+    )
+
+
+class PlanOrderPass(CustomSchedulerPass):
+    """`_post_fusion_custom_pass` that imposes modelopt's planned order on the fused nodes."""
+
+    def __init__(self, config: ModeloptConfig) -> None:
+        self.config = config
+
+    def uuid(self) -> Any:
+        return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
+
+    def __call__(self, nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
+        global _graph_counter
+        _graph_counter += 1
+        kind = _graph_kind()
+        graph_name = f"{kind}_{_graph_counter}"
+        started = time.perf_counter()
+        # Inductor's own choice first: if this raises, plain Inductor would raise too.
+        inductor_nodes = _inductor_order(list(nodes))
+        try:
+            return self._plan(inductor_nodes, kind, graph_name)
+        except Exception as exc:
+            if self.config.strict:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"modelopt: graph {graph_name} falls back to plain Inductor: {reason}",
+                ModeloptFallbackWarning,
+                stacklevel=2,
+            )
+            add_report(
+                GraphReport(
+                    graph_kind=kind,
+                    num_nodes=len(nodes),
+                    inductor_peak_bytes=0,
+                    planned_peak_bytes=0,
+                    lower_bound_bytes=0,
+                    solver="none",
+                    status="fallback",
+                    solve_seconds=time.perf_counter() - started,
+                    fallback_reason=reason,
+                    graph_name=graph_name,
+                )
+            )
+            return inductor_nodes
+
+    def _plan(
+        self, inductor_nodes: list[BaseSchedulerNode], kind: str, graph_name: str
+    ) -> list[BaseSchedulerNode]:
+        from torch._inductor.virtualized import V
+
+        captured: CapturedGraph = problem_from_scheduler(
+            inductor_nodes,
+            V.graph.graph_inputs.keys(),
+            V.graph.get_output_names(),
+            name=graph_name,
+        )
+        problem = captured.problem
+        problem.meta.update({"graph_kind": kind})
+        inductor_peak = peak_live_bytes(problem, problem.op_names)
+        result = plan(problem, self.config.planner_options())
+        check_plan(problem, result)
+        if result.peak_bytes > inductor_peak:
+            raise UnplannableGraph(
+                f"planner returned a worse peak ({result.peak_bytes} > {inductor_peak})"
+            )
+        order = result.order if self.config.reorder else problem.op_names
+        if self.config.save_problems:
+            _save(self.config.save_problems, graph_name, problem, result)
+        report = GraphReport(
+            graph_kind=kind,
+            num_nodes=len(inductor_nodes),
+            inductor_peak_bytes=inductor_peak,
+            planned_peak_bytes=peak_live_bytes(problem, order),
+            lower_bound_bytes=result.lower_bound_bytes,
+            solver=result.solver,
+            status=result.status,
+            solve_seconds=result.solve_seconds,
+            graph_name=graph_name,
+            arena_bytes=result.arena_bytes,
+            order_changed=order != problem.op_names,
+            details={
+                "planned_order": list(order),
+                "node_buffers": [
+                    [buf.get_name() for buf in captured.node_by_name[name].get_outputs()]
+                    for name in order
+                ],
+                "stats": result.stats,
+            },
+        )
+        add_report(report)
+        V.graph.modelopt_plan = result  # read by the arena codegen, where enabled
+        _account_emitted_code(problem, order, report)
+        return captured.nodes_in(order)
+
+
+def _account_emitted_code(problem: Any, order: list[str], report: GraphReport) -> None:
+    """Once Inductor has generated this graph's kernels, record the peak of what it allocates.
+
+    Code generation removes kernel-local buffers and reuses dying inputs in place after our pass
+    has run; the wrapper of this graph alone is hooked to read those decisions just before it
+    writes the final code.
+    """
+    from torch._inductor.virtualized import V
+
+    wrapper = V.graph.wrapper_code
+    generate = wrapper.generate
+
+    def generate_and_account(*args: Any, **kwargs: Any) -> Any:
+        try:
+            emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
+            report.emitted_peak_bytes = peak_live_bytes(emitted, order)
+            report.details["inplace_reuses"] = len(wrapper.reuses)
+        except Exception as exc:
+            log.warning("modelopt: could not account the emitted code of %s: %s",
+                        report.graph_name, exc)
+        return generate(*args, **kwargs)
+
+    wrapper.generate = generate_and_account
+
+
+def _save(directory: str, graph_name: str, problem: Any, result: Any) -> None:
+    """Write the problem and plan as JSON: replayable instances for the planner CLI and bench."""
+    try:
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        problem.to_json(folder / f"{graph_name}.problem.json")
+        (folder / f"{graph_name}.plan.json").write_text(result.to_json())
+    except OSError as exc:
+        log.warning("modelopt: could not save the problem of %s: %s", graph_name, exc)

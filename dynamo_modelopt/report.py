@@ -1,0 +1,87 @@
+"""One record per compiled graph: what Inductor would have done, what we planned, how sure we are.
+
+`get_reports()` returns the records made since the last `clear_reports()`, in compile order.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+GRAPH_KINDS = ("forward", "backward", "inference")
+STATUSES = ("optimal", "time_limit", "heuristic", "fallback")
+
+
+@dataclass
+class GraphReport:
+    """Planning outcome of one compiled graph; all byte figures come from our cost model.
+
+    inductor_peak_bytes: peak of live bytes in the order Inductor itself would have chosen.
+    planned_peak_bytes: peak of live bytes in our order (never above inductor_peak_bytes).
+    lower_bound_bytes: proved lower bound on the peak of any valid order.
+    emitted_peak_bytes: peak of what the generated code allocates in our order, once Inductor
+        has removed kernel-local buffers and reused dying inputs in place (None until codegen).
+    status: "optimal" (proved), "time_limit" (best found when time ran out), "heuristic"
+        (no solver improved on the heuristics), "fallback" (plain Inductor; see fallback_reason).
+    """
+
+    graph_kind: str
+    num_nodes: int
+    inductor_peak_bytes: int
+    planned_peak_bytes: int
+    lower_bound_bytes: int
+    solver: str
+    status: str
+    solve_seconds: float
+    fallback_reason: str | None = None
+    graph_name: str = ""
+    arena_bytes: int = 0
+    order_changed: bool = False
+    emitted_peak_bytes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.inductor_peak_bytes - self.planned_peak_bytes
+
+    def summary(self) -> str:
+        mib = 1 << 20
+        text = (
+            f"{self.graph_kind:<9} nodes={self.num_nodes:<5} "
+            f"inductor={self.inductor_peak_bytes / mib:9.2f} MiB "
+            f"planned={self.planned_peak_bytes / mib:9.2f} MiB "
+            f"bound={self.lower_bound_bytes / mib:9.2f} MiB "
+            f"{self.solver}/{self.status} {self.solve_seconds:.2f}s"
+        )
+        if self.emitted_peak_bytes is not None:
+            text += f" emitted={self.emitted_peak_bytes / mib:.2f} MiB"
+        if self.fallback_reason:
+            text += f" fallback: {self.fallback_reason}"
+        return text
+
+
+_lock = threading.Lock()
+_reports: list[GraphReport] = []
+
+
+def add_report(report: GraphReport) -> None:
+    with _lock:
+        _reports.append(report)
+
+
+def get_reports() -> list[GraphReport]:
+    """Records of the graphs compiled by the `modelopt` backend since `clear_reports()`."""
+    with _lock:
+        return list(_reports)
+
+
+def clear_reports() -> None:
+    with _lock:
+        _reports.clear()
+
+
+def format_reports(reports: list[GraphReport] | None = None) -> str:
+    """A plain-text table of the reports, one line per graph."""
+    reports = get_reports() if reports is None else reports
+    return "\n".join(r.summary() for r in reports)

@@ -1,0 +1,110 @@
+"""Small models for the backend tests: each exercises something Inductor handles specially."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 10)
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.net(x), y)
+
+
+class ConvBN(nn.Module):
+    """Convolutions, BatchNorm (running stats are buffer mutations) and in-place ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = torch.relu_(self.b1(self.c1(x)))
+        x = F.relu(self.b2(self.c2(x)), inplace=True)
+        return F.cross_entropy(self.fc(x.mean((2, 3))), y)
+
+
+class InplaceViews(nn.Module):
+    """In-place ops, views, chunk, a buffer mutation and two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(32, 96)
+        self.register_buffer("calls", torch.zeros(()))
+        self.register_buffer("ema", torch.zeros(32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls.add_(1)
+        a, b, c = self.lin(x).chunk(3, dim=-1)
+        a = a.view(-1, 4, 8).transpose(1, 2).reshape(-1, 32)
+        b = b.clone()
+        b.mul_(torch.sigmoid(c))
+        b[:, :4] += 1.0
+        self.ema.mul_(0.9).add_(0.1 * x.detach().mean(0))
+        return a.sum(-1) + b.pow(2).mean(-1), (b * a).tanh()
+
+
+class GraphBreak(nn.Module):
+    """A data-dependent Python branch splits the model into two compiled graphs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(32, 64)
+        self.b = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.a(x))
+        if h.sum().item() > 0:  # .item() breaks the graph
+            h = h * 2
+        return self.b(h).logsumexp(-1)
+
+
+def tiny_gpt2() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    model = GPT2LMHeadModel(config)
+    model.loss_type = "ForCausalLM"  # the default loss lookup warns once and breaks the graph
+    return model
+
+
+class GPT2Loss(nn.Module):
+    """GPT-2 returning only its loss, the whole step inside one compiled module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = tiny_gpt2()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, labels=ids).loss
+
+
+def make_case(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A freshly seeded model and its inputs."""
+    torch.manual_seed(0)
+    if name == "mlp":
+        return MLP(), (torch.randn(32, 64), torch.randint(0, 10, (32,)))
+    if name == "convbn":
+        return ConvBN(), (torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))
+    if name == "inplace_views":
+        return InplaceViews(), (torch.randn(16, 32),)
+    if name == "graph_break":
+        return GraphBreak(), (torch.randn(8, 32),)
+    if name == "gpt2":
+        return GPT2Loss(), (torch.randint(0, 256, (2, 32)),)
+    raise KeyError(name)
+
+
+CASES = ("mlp", "convbn", "inplace_views", "graph_break", "gpt2")
