@@ -9,7 +9,11 @@ activations) are freed after their last user; outputs live to the end.
 Corrections over memory.py's estimate, where the generated code allocates differently:
 - multi-output kernels: each output is allocated by the kernel itself, so each child buffer
   is live from the parent kernel's step (memory.py charges the sum to the parent instead);
-- mutation renames (`buf1` mutating `buf0`) share `buf0`'s memory: size 0, liveness forwarded.
+- mutation renames (`buf1` mutating `buf0`) share `buf0`'s memory: size 0, liveness forwarded;
+- extern kernels' internal workspace (see `workspace.py`) is a tensor live during their step;
+- a buffer written through slices (a concatenation: kernels write into `NonOwningLayout`
+  views of it) is allocated before its first writer runs, so it is live from that writer;
+  the slices are aliases of it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..planner.problem import Operation, Problem, Tensor
+from .workspace import extern_workspace_bytes
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode, SchedulerBuffer
@@ -93,7 +98,7 @@ def problem_from_scheduler(
     Requires memory.py's planning info on the nodes and buffers, i.e. run after
     `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
     """
-    from torch._inductor.ir import MultiOutputLayout, NoneLayout
+    from torch._inductor.ir import MultiOutputLayout, NoneLayout, NonOwningLayout
     from torch._inductor.memory import get_freeable_input_buf
     from torch._inductor.utils import OrderedSet
     from torch._inductor.virtualized import V
@@ -122,6 +127,17 @@ def problem_from_scheduler(
         )
 
     for node in nodes:
+        workspace = extern_workspace_bytes(getattr(node, "node", None), _size_hint)
+        if workspace:
+            tensors.append(
+                Tensor(
+                    name=f"{node.get_name()}_workspace",
+                    size=workspace,
+                    producer=node.get_name(),
+                    placed=False,
+                    alignment=ALLOCATION_ALIGNMENT,
+                )
+            )
         for buf in node.get_outputs():
             buf_name = buf.get_name()
             layout = getattr(buf.node, "layout", None)
@@ -142,24 +158,67 @@ def problem_from_scheduler(
                     consumers=_names(buf.mpi_buffer.succ_nodes),
                     live_to_end=buf_name in outputs,
                     alignment=ALLOCATION_ALIGNMENT,
+                    alias_of=layout.view.data.get_name()
+                    if isinstance(layout, NonOwningLayout)
+                    else None,
                 )
             )
 
-    precedences = sorted(
-        {
-            (pred.get_name(), node.get_name())
-            for node in nodes
-            for pred in node.mpi_node.pred_nodes
-            if pred.get_name() in node_by_name
-        }
-    )
+    precedences = {
+        (pred.get_name(), node.get_name())
+        for node in nodes
+        for pred in node.mpi_node.pred_nodes
+        if pred.get_name() in node_by_name
+    }
+    tensors = _start_at_first_write(tensors, [n.get_name() for n in nodes], precedences)
     problem = Problem(
         operations=[Operation(n.get_name()) for n in nodes],
         tensors=tensors,
-        precedences=precedences,
+        precedences=sorted(precedences),
         name=name,
     )
     return CapturedGraph(problem=problem, node_by_name=node_by_name)
+
+
+def _start_at_first_write(
+    tensors: list[Tensor], order: list[str], precedences: set[tuple[str, str]]
+) -> list[Tensor]:
+    """Make a buffer written through aliases live from its first writer, in `order`.
+
+    The earliest writer in the given (topological) order becomes the buffer's producer; its
+    own producer and the other writers become uses, and precedences keep the earliest writer
+    first, so the lifetime stays exact in every order the planner may choose. (Adding
+    `first -> w` cannot close a cycle: `w` comes after `first` in a topological order.)
+    An alias whose base is not a planned tensor keeps its own memory.
+    """
+    by_name = {t.name: t for t in tensors}
+    tensors = [
+        t if t.alias_of is None or t.alias_of in by_name else dataclasses.replace(t, alias_of=None)
+        for t in tensors
+    ]
+    by_name = {t.name: t for t in tensors}
+
+    def root(name: str) -> str:
+        while by_name[name].alias_of is not None:
+            name = by_name[name].alias_of  # type: ignore[assignment]
+        return name
+
+    position = {name: i for i, name in enumerate(order)}
+    writers: dict[str, set[str]] = {}
+    for t in tensors:
+        if t.alias_of is not None and t.producer is not None:
+            writers.setdefault(root(t.name), set()).add(t.producer)
+    out = []
+    for t in tensors:
+        group_writers = writers.get(t.name)
+        if group_writers and t.producer is not None:
+            everyone = group_writers | {t.producer}
+            first = min(everyone, key=position.__getitem__)
+            precedences.update((first, w) for w in everyone if w != first)
+            uses = set(t.consumers) | (everyone - {first})
+            t = dataclasses.replace(t, producer=first, consumers=tuple(sorted(uses)))
+        out.append(t)
+    return out
 
 
 def as_emitted(problem: Problem, removed: Iterable[str], inplace_reuses: dict[str, str]) -> Problem:
