@@ -9,11 +9,18 @@ Use it by name after installing, no import needed::
 
 from .backend import modelopt_backend
 from .config import ModeloptConfig
-from .report import GraphReport, clear_reports, format_reports, get_reports
+from .report import (
+    GraphReport,
+    ModeloptFallbackWarning,
+    clear_reports,
+    format_reports,
+    get_reports,
+)
 
 __all__ = [
     "GraphReport",
     "ModeloptConfig",
+    "ModeloptFallbackWarning",
     "clear_reports",
     "format_reports",
     "get_reports",

@@ -4,18 +4,31 @@
 the `torch_dynamo_backends` entry point. We go through Inductor's own `compile_fx` (its
 decompositions, AOTAutograd partitioner, caches and code generation stay as they are) and
 change only what decides memory, through `config_patches`, which Inductor re-applies when it
-compiles the backward lazily inside `loss.backward()`.
+compiles a backward.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from .config import ModeloptConfig
+from .decide import (
+    Trial,
+    candidates,
+    choose,
+    compile_trial,
+    has_convolution,
+    is_training_graph,
+    summarize,
+)
 from .inductor.order_pass import PlanOrderPass
+from .report import publish_report
+
+log = logging.getLogger(__name__)
 
 
 def inductor_config_patches(config: ModeloptConfig) -> dict[str, Any]:
@@ -37,13 +50,47 @@ def modelopt_backend(
 ) -> Callable[..., Any]:
     """Compile `gm` with Inductor under modelopt's memory plan.
 
-    Options (see `ModeloptConfig`): solver, mode, time_limit, relative_gap, threads, seed,
-    reorder, strict, save_problems. `mode` (torch.compile's) is passed on to Inductor's
-    defaults unchanged: modelopt has no modes of its own.
+    Options: see `ModeloptConfig`. `mode` (torch.compile's) keeps Inductor's meaning: modelopt
+    has no modes of its own.
     """
     from torch._inductor.compile_fx import compile_fx
 
     config = ModeloptConfig.from_options(options)
-    # AOTAutograd's cache would also skip our pass on a hit.
-    with torch._functorch.config.patch(enable_autograd_cache=False):
-        return compile_fx(gm, example_inputs, config_patches=inductor_config_patches(config))
+    ours = inductor_config_patches(config)
+
+    def compile_with(
+        graph: torch.fx.GraphModule, inputs: Sequence[Any], patches: dict[str, Any]
+    ) -> Any:
+        # AOTAutograd's cache would also skip our pass on a hit.
+        with torch._functorch.config.patch(enable_autograd_cache=False):
+            return compile_fx(graph, inputs, config_patches={**ours, **patches})
+
+    options_to_try = candidates(
+        is_training_graph(example_inputs), has_convolution(gm), config.activation_budgets
+    )
+    if config.settings != "auto":
+        forced = [c for c in options_to_try if c.name == config.settings]
+        if not forced:
+            names = ["auto"] + [c.name for c in options_to_try]
+            raise ValueError(
+                f"modelopt: settings={config.settings!r} does not apply to this graph; "
+                f"choose one of {names}"
+            )
+        options_to_try = forced
+    if len(options_to_try) == 1 and options_to_try[0].name == "default":
+        return compile_with(gm, example_inputs, {})
+    trials: list[Trial] = []
+    for candidate in options_to_try:
+        try:
+            trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
+        except Exception:
+            # Inductor's defaults must compile as under plain Inductor; an alternative may not.
+            if candidate.name == "default" or config.strict or len(options_to_try) == 1:
+                raise
+            log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
+    chosen = choose(trials, config.max_recompute_overhead)
+    settings = summarize(chosen, trials)
+    for report in chosen.reports:
+        report.details["settings"] = settings
+        publish_report(report)
+    return chosen.compiled

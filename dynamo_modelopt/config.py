@@ -22,6 +22,13 @@ class ModeloptConfig:
     reorder: impose the planned order on Inductor's fused nodes (False keeps Inductor's order
         but still reports on it).
     strict: raise instead of falling back to plain Inductor (meant for tests).
+    settings: "auto" compiles the memory-relevant alternatives (layout optimization off, an
+        activation memory budget in training), predicts each one's peak with our cost model and
+        keeps the lowest within `max_recompute_overhead` of the estimated run time (see
+        `decide.py`); "default" compiles Inductor's defaults only (fastest compile); a
+        candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5") forces it.
+    max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
+    activation_budgets: the activation memory budgets tried in training.
     save_problems: a directory where each graph's planning problem and plan are written as
         JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
     """
@@ -34,9 +41,17 @@ class ModeloptConfig:
     seed: int = 0
     reorder: bool = True
     strict: bool = False
+    settings: str = "auto"
+    max_recompute_overhead: float = 0.05
+    activation_budgets: tuple[float, ...] = (0.5,)
     save_problems: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "activation_budgets", tuple(self.activation_budgets))
+        if self.max_recompute_overhead < 0:
+            raise ValueError("modelopt: max_recompute_overhead must be >= 0")
+        if not all(0.0 < b <= 1.0 for b in self.activation_budgets):
+            raise ValueError("modelopt: activation_budgets must lie in (0, 1]")
         try:
             self.planner_options()  # the planner checks its own options
         except ValueError as exc:

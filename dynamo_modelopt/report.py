@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +66,45 @@ class GraphReport:
 
 _lock = threading.Lock()
 _reports: list[GraphReport] = []
+_collecting = threading.local()
+
+
+class ModeloptFallbackWarning(UserWarning):
+    """A graph was compiled by plain Inductor because modelopt could not plan it."""
 
 
 def add_report(report: GraphReport) -> None:
+    """Publish a report, or hand it to the innermost `collect_reports()` of this thread."""
+    collector = getattr(_collecting, "stack", None)
+    if collector:
+        collector[-1].append(report)
+        return
+    publish_report(report)
+
+
+def publish_report(report: GraphReport) -> None:
+    """Make a report visible to `get_reports()`; a fallback also warns, once, here."""
+    if report.status == "fallback":
+        warnings.warn(
+            f"modelopt: graph {report.graph_name} falls back to plain Inductor: "
+            f"{report.fallback_reason}",
+            ModeloptFallbackWarning,
+            stacklevel=3,
+        )
     with _lock:
         _reports.append(report)
+
+
+@contextmanager
+def collect_reports() -> Iterator[list[GraphReport]]:
+    """Hold back the reports made inside (a trial compile); publish some with `add_report`."""
+    stack = _collecting.__dict__.setdefault("stack", [])
+    collected: list[GraphReport] = []
+    stack.append(collected)
+    try:
+        yield collected
+    finally:
+        stack.pop()
 
 
 def get_reports() -> list[GraphReport]:

@@ -87,13 +87,42 @@ def _names(nodes: Iterable[BaseSchedulerNode]) -> tuple[str, ...]:
     return tuple(sorted({n.get_name() for n in nodes}))
 
 
+def input_views_among_outputs(fx_graph: Any) -> set[str]:
+    """Names of a graph's outputs that are views of its inputs (no memory of their own).
+
+    A forward saves such views for the backward (a weight's transpose, say); the backward then
+    receives them as inputs that memory.py would count, and free, as if they owned memory.
+    """
+    output = next(n for n in reversed(fx_graph.nodes) if n.op == "output")
+    found: set[str] = set()
+    for value in output.args[0]:
+        node = value
+        while getattr(node, "op", None) == "call_function" and _is_view(node):
+            node = node.args[0]
+        if getattr(node, "op", None) == "placeholder" and value is not node:
+            found.add(value.name)
+    return found
+
+
+def _is_view(node: Any) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    if schema is None or not schema.returns or not node.args:
+        return False
+    alias = schema.returns[0].alias_info
+    return alias is not None and not alias.is_write
+
+
 def problem_from_scheduler(
     nodes: Sequence[BaseSchedulerNode],
     graph_inputs: Iterable[str],
     graph_outputs: Iterable[str],
     name: str = "graph",
+    inputs_not_owned: Iterable[str] = (),
 ) -> CapturedGraph:
     """Build the planning problem of fused `nodes` in their current order.
+
+    `inputs_not_owned` are inputs that are views of memory the graph never frees (a backward's
+    saved views of parameters): they are left out.
 
     Requires memory.py's planning info on the nodes and buffers, i.e. run after
     `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
@@ -112,7 +141,10 @@ def problem_from_scheduler(
 
     tensors: list[Tensor] = []
     freeable_inputs = get_freeable_input_buf(list(nodes), OrderedSet(graph_inputs))
+    not_owned = set(inputs_not_owned)
     for buf_name, input_buf in freeable_inputs.items():
+        if buf_name in not_owned:
+            continue
         info = input_buf.mpi_buffer
         tensors.append(
             Tensor(

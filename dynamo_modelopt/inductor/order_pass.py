@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +25,11 @@ from ..capture.scheduler import (
     CapturedGraph,
     UnplannableGraph,
     as_emitted,
+    input_views_among_outputs,
     problem_from_scheduler,
 )
 from ..config import ModeloptConfig
-from ..planner import check_plan, peak_live_bytes, plan
+from ..planner import check_plan, live_bytes_profile, live_ranges, peak_live_bytes, plan
 from ..report import GraphReport, add_report
 
 if TYPE_CHECKING:
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _graph_counter = 0
-
-
-class ModeloptFallbackWarning(UserWarning):
-    """A graph was compiled by plain Inductor because modelopt could not plan it."""
 
 
 def _graph_kind() -> str:
@@ -75,6 +71,9 @@ class PlanOrderPass(CustomSchedulerPass):
 
     def __init__(self, config: ModeloptConfig) -> None:
         self.config = config
+        # One pass object serves a forward and its backward (Inductor re-applies the same
+        # config patches): the forward's saved views of its inputs are read by the backward.
+        self.saved_input_views: set[str] = set()
 
     def uuid(self) -> Any:
         return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
@@ -93,11 +92,6 @@ class PlanOrderPass(CustomSchedulerPass):
             if self.config.strict:
                 raise
             reason = f"{type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"modelopt: graph {graph_name} falls back to plain Inductor: {reason}",
-                ModeloptFallbackWarning,
-                stacklevel=2,
-            )
             add_report(
                 GraphReport(
                     graph_kind=kind,
@@ -119,11 +113,14 @@ class PlanOrderPass(CustomSchedulerPass):
     ) -> list[BaseSchedulerNode]:
         from torch._inductor.virtualized import V
 
+        if kind == "forward":
+            self.saved_input_views = input_views_among_outputs(V.graph.module.graph)
         captured: CapturedGraph = problem_from_scheduler(
             inductor_nodes,
             V.graph.graph_inputs.keys(),
             V.graph.get_output_names(),
             name=graph_name,
+            inputs_not_owned=self.saved_input_views if kind == "backward" else (),
         )
         problem = captured.problem
         problem.meta.update({"graph_kind": kind})
@@ -150,6 +147,7 @@ class PlanOrderPass(CustomSchedulerPass):
             arena_bytes=result.arena_bytes,
             order_changed=order != problem.op_names,
             details={
+                "estimated_runtime": _estimated_runtime(inductor_nodes),
                 "planned_order": list(order),
                 "node_buffers": [
                     [buf.get_name() for buf in captured.node_by_name[name].get_outputs()]
@@ -162,6 +160,49 @@ class PlanOrderPass(CustomSchedulerPass):
         V.graph.modelopt_plan = result  # read by the arena codegen, where enabled
         _account_emitted_code(problem, order, report)
         return captured.nodes_in(order)
+
+
+def where_is_the_peak(problem: Any, order: list[str], top: int = 5) -> dict[str, Any]:
+    """The step of the peak, its operation, and the largest tensors live there."""
+    profile = live_bytes_profile(problem, order)
+    if not profile:
+        return {}
+    step = max(range(len(profile)), key=profile.__getitem__)
+    sizes = {t.name: t.size for t in problem.tensors}
+    live = [
+        (name, sizes[name])
+        for name, (first, last) in live_ranges(problem, order).items()
+        if first <= step <= last
+    ]
+    live.sort(key=lambda item: (-item[1], item[0]))
+    return {
+        "step": step,
+        "operation": order[step],
+        "bytes": profile[step],
+        "largest_live": live[:top],
+    }
+
+
+# Rough CPU throughputs for a relative run-time estimate where Inductor has none (it estimates
+# GPUs only): what matters is comparing candidates of one graph, not the absolute figure.
+_CPU_FLOPS_PER_SECOND = 1e11
+_CPU_BYTES_PER_SECOND = 1e10
+
+
+def _estimated_runtime(nodes: list[BaseSchedulerNode]) -> float:
+    """Estimated seconds of the graph: Inductor's own estimate, else flops and bytes moved."""
+    try:
+        total = sum(float(node.get_estimated_runtime()) for node in nodes)
+    except Exception:  # an estimate is optional
+        total = 0.0
+    if total > 0:
+        return total
+    try:
+        flops = sum(node.estimate_flops() or 0 for node in nodes)
+        moved = sum(node.get_read_write_buffers_sizes() for node in nodes)
+    except Exception:
+        return 0.0
+    return flops / _CPU_FLOPS_PER_SECOND + moved / _CPU_BYTES_PER_SECOND
 
 
 def _account_emitted_code(problem: Any, order: list[str], report: GraphReport) -> None:
@@ -181,6 +222,7 @@ def _account_emitted_code(problem: Any, order: list[str], report: GraphReport) -
             emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
             report.emitted_peak_bytes = peak_live_bytes(emitted, order)
             report.details["inplace_reuses"] = len(wrapper.reuses)
+            report.details["peak"] = where_is_the_peak(emitted, order)
         except Exception as exc:
             log.warning("modelopt: could not account the emitted code of %s: %s",
                         report.graph_name, exc)

@@ -196,7 +196,7 @@ def test_fallback_warns_once_per_graph_and_stays_correct(monkeypatch: pytest.Mon
         warnings.simplefilter("always")
         got = _train_step(m, inputs, torch.compile(m, backend="modelopt"))
     fallback_warnings = [
-        w for w in caught if issubclass(w.category, order_pass.ModeloptFallbackWarning)
+        w for w in caught if issubclass(w.category, dynamo_modelopt.ModeloptFallbackWarning)
     ]
     reports = dynamo_modelopt.get_reports()
     assert len(fallback_warnings) == len(reports) == 2

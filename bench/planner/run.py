@@ -1,0 +1,118 @@
+"""Benchmark the planner on every instance in bench/planner/instances/*.json.
+
+    python bench/planner/run.py [--solver auto] [--mode two_stage] [--time-limit 60]
+        [--threads 2] [--only SUBSTRING] [--out bench/planner/results.md]
+
+Prints a markdown table and writes it, with the command, date and machine, to --out.
+Targets (issue): planned within 60 s on 2 cores, median < 5 s, within 1 % of the bound on
+>= 90 % of the instances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+from dynamo_modelopt.planner import PlannerOptions, Problem, check_plan, plan
+
+HERE = Path(__file__).resolve().parent
+
+
+def _mib(x: int | None) -> str:
+    return "-" if x is None else f"{x / 2**20:.3f}"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--solver", default="auto")
+    ap.add_argument("--mode", default="two_stage")
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--deterministic", type=int, default=1, help="0: CP-SAT parallel portfolio")
+    ap.add_argument(
+        "--off", action="append", default=[], help="a PlannerOptions switch to turn off (ablation)"
+    )
+    ap.add_argument("--instances", type=Path, default=HERE / "instances")
+    ap.add_argument("--out", type=Path, default=HERE / "results.md")
+    args = ap.parse_args(argv)
+    options = PlannerOptions(
+        solver=args.solver,
+        mode=args.mode,
+        time_limit=args.time_limit,
+        threads=args.threads,
+        seed=args.seed,
+        deterministic=bool(args.deterministic),
+        **{name: False for name in args.off},
+    )
+    header = (
+        "| instance | nodes | tensors | solver | mode | given peak MiB | planned peak MiB "
+        "| arena MiB | bound MiB | gap | status | time s |"
+    )
+    rows = [header, "|" + "---|" * 12]
+    times, gaps = [], []
+    for path in sorted(args.instances.glob("*.json")):
+        if args.only and args.only not in path.name:
+            continue
+        problem = Problem.from_json(path)
+        result = plan(problem, options)
+        check_plan(problem, result)
+        label = problem.name + (" (synthetic)" if problem.meta.get("synthetic") else "")
+        rows.append(
+            f"| {label} | {len(problem.operations)} | {len(problem.tensors)} | {result.solver} "
+            f"| {args.mode} | {_mib(result.stats.get('given_order_peak'))} "
+            f"| {_mib(result.peak_bytes)} | {_mib(result.arena_bytes)} "
+            f"| {_mib(result.lower_bound_bytes)} | {100 * result.gap:.2f}% | {result.status} "
+            f"| {result.solve_seconds:.2f} |"
+        )
+        print(rows[-1], flush=True)
+        times.append(result.solve_seconds)
+        gaps.append(result.gap)
+    if times:
+        within = sum(g <= 0.01 for g in gaps)
+        summary = (
+            f"\n{len(times)} instances: max {max(times):.2f} s, median "
+            f"{statistics.median(times):.2f} s, within 1% of the bound: {within}/{len(times)}"
+        )
+    else:
+        summary = "\nno instances"
+    command = "python bench/planner/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join(
+        [
+            "# Planner benchmark",
+            "",
+            f"- command: `{command.strip()}`",
+            f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
+            f"- machine: {machine()}",
+            f"- options: {options}",
+            "",
+            *rows,
+            summary,
+            "",
+        ]
+    )
+    print(summary)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Fast heuristics: memory-aware topological sorts and best-fit offset assignment.
+
+The orders are list scheduling rules: at each step pick one ready operation by a score. The
+"least peak first" rule follows the idea of Inductor's LPMF (choose the ready operation whose
+own step peak is smallest); "net" prefers the one that frees the most bytes relative to what
+it allocates; BFS and DFS are plain Kahn variants. Offsets use greedy-by-size best fit (place
+big buffers first into the tightest gap among time-overlapping buffers), a classic static
+allocation rule also used as the warm start of the exact methods.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .graph import Graph, build_graph
+from .problem import Problem
+
+ORDER_RULES = ("given", "lpmf", "net", "bfs", "dfs")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A placed buffer for the offsets stage: size, alignment and inclusive live steps."""
+
+    size: int
+    alignment: int
+    start: int
+    end: int
+
+
+def align_up(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+# -- orders --------------------------------------------------------------------------------
+def _memory_list_schedule(g: Graph, rule: str) -> list[int]:
+    """List scheduling that tracks live bytes exactly under the timing model."""
+    n = g.n
+    pending = [len(b.consumers) for b in g.bufs]
+    indeg = [len(p) for p in g.pred]
+    keep = [b.live_to_end or b.resident for b in g.bufs]
+    alloc = [sum(g.bufs[i].size for i in g.outs[v] if not g.bufs[i].resident) for v in range(n)]
+    current = sum(b.size for b in g.bufs if b.producer < 0 or b.resident)
+    dying_inputs = [i for i, b in enumerate(g.bufs) if b.producer < 0 and not b.consumers]
+    ready = {v for v in range(n) if indeg[v] == 0}
+    order: list[int] = []
+    while ready:
+        best_key: tuple[int, ...] | None = None
+        best = -1
+        for v in ready:
+            freed = 0
+            for i in g.ins[v]:
+                if pending[i] == 1 and not keep[i]:
+                    freed += g.bufs[i].size
+            for i in g.outs[v]:
+                b = g.bufs[i]
+                if not b.consumers and not keep[i]:
+                    freed += b.size
+            step = current + alloc[v]
+            if rule == "lpmf":
+                key = (step, alloc[v] - freed, v)
+            else:  # "net"
+                key = (alloc[v] - freed, step, v)
+            if best_key is None or key < best_key:
+                best_key, best = key, v
+        v = best
+        ready.remove(v)
+        order.append(v)
+        current += alloc[v]
+        for i in g.ins[v]:
+            pending[i] -= 1
+            if pending[i] == 0 and not keep[i]:
+                current -= g.bufs[i].size
+        for i in g.outs[v]:
+            if not g.bufs[i].consumers and not keep[i]:
+                current -= g.bufs[i].size
+        if len(order) == 1:
+            current -= sum(g.bufs[i].size for i in dying_inputs)
+        for w in g.succ[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.add(w)
+    return order
+
+
+def _kahn(g: Graph, key: Callable[[int, int], tuple[int, ...]]) -> list[int]:
+    """Kahn's algorithm with a priority key(v, time_made_ready)."""
+    indeg = [len(p) for p in g.pred]
+    heap = [(key(v, 0), v) for v in range(g.n) if indeg[v] == 0]
+    heapq.heapify(heap)
+    out: list[int] = []
+    tick = 0
+    while heap:
+        _, v = heapq.heappop(heap)
+        out.append(v)
+        tick += 1
+        for w in g.succ[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                heapq.heappush(heap, (key(w, tick), w))
+    return out
+
+
+def order_by_rule(g: Graph, rule: str) -> list[int]:
+    """One heuristic topological order (operation indices)."""
+    if rule == "given":
+        return list(range(g.n))
+    if rule in ("lpmf", "net"):
+        return _memory_list_schedule(g, rule)
+    if rule == "bfs":
+        depth = [w[0] for w in g.windows]
+        return _kahn(g, lambda v, t: (depth[v], v))
+    if rule == "dfs":
+        return _kahn(g, lambda v, t: (-t, v))
+    raise ValueError(f"unknown order rule {rule!r}")
+
+
+def heuristic_orders(g: Graph) -> dict[str, list[int]]:
+    """Every rule's order; 'given' only when the given order is topological."""
+    out = {}
+    for rule in ORDER_RULES:
+        order = order_by_rule(g, rule)
+        if g.is_topological(order):
+            out[rule] = order
+    return out
+
+
+def best_heuristic(g: Graph) -> tuple[str, list[int], int, int]:
+    """(rule, order, peak, best-fit arena) minimising peak, then arena, then rule rank."""
+    best: tuple[int, int, int, str, list[int]] | None = None
+    for rank, (rule, order) in enumerate(heuristic_orders(g).items()):
+        peak = g.peak(order)
+        if best is not None and peak > best[0]:
+            continue
+        _, arena = best_fit(items_for(g, order))
+        cand = (peak, arena, rank, rule, order)
+        if best is None or cand[:3] < best[:3]:
+            best = cand
+    assert best is not None
+    return best[3], best[4], best[0], best[1]
+
+
+def best_order(problem: Problem) -> list[str]:
+    """The best heuristic order (least peak, then least best-fit arena) as operation names."""
+    g = build_graph(problem)
+    return g.names(best_heuristic(g)[1])
+
+
+# -- offsets -------------------------------------------------------------------------------
+def items_for(g: Graph, order: list[int]) -> dict[int, Item]:
+    """Placed buffers (by buffer index) with their live steps for `order`."""
+    ivs = g.intervals(order)
+    return {i: Item(b.size, b.alignment, *ivs[i]) for i, b in enumerate(g.bufs) if b.placed}
+
+
+def time_neighbours(items: dict[int, Item]) -> dict[int, list[int]]:
+    """For every item, the items whose live steps intersect its own (sweep over starts)."""
+    ranked = sorted(items, key=lambda i: (items[i].start, i))
+    out: dict[int, list[int]] = {i: [] for i in items}
+    active: list[int] = []
+    for i in ranked:
+        s = items[i].start
+        active = [j for j in active if items[j].end >= s]
+        for j in active:
+            out[i].append(j)
+            out[j].append(i)
+        active.append(i)
+    return out
+
+
+def _best_fit_pass(
+    items: dict[int, Item], ranked: list[int], near: dict[int, list[int]]
+) -> tuple[dict[int, int], int]:
+    offsets: dict[int, int] = {}
+    arena = 0
+    for i in ranked:
+        it = items[i]
+        if it.size == 0:
+            offsets[i] = 0
+            continue
+        busy = sorted(
+            [(o, o + items[j].size) for j in near[i] if (o := offsets.get(j)) is not None]
+        )
+        best_off, best_waste = -1, -1
+        cur = 0
+        size, al = it.size, it.alignment
+        for lo, hi in busy:
+            cand = -(-cur // al) * al
+            if cand + size <= lo:
+                waste = lo - cur - size
+                if best_off < 0 or waste < best_waste:
+                    best_off, best_waste = cand, waste
+            if hi > cur:
+                cur = hi
+        if best_off < 0:
+            best_off = -(-cur // al) * al
+        offsets[i] = best_off
+        if best_off + size > arena:
+            arena = best_off + size
+    return offsets, arena
+
+
+def best_fit(items: dict[int, Item]) -> tuple[dict[int, int], int]:
+    """Greedy best fit under a few placement orders (by size, by area, by start); the best."""
+    keys: list[Callable[[int], tuple[int, ...]]] = [
+        lambda i: (-items[i].size, -(items[i].end - items[i].start), items[i].start, i),
+        lambda i: (-items[i].size * (items[i].end - items[i].start + 1), items[i].start, i),
+        lambda i: (items[i].start, -items[i].size, i),
+    ]
+    if len(items) > 1500:  # quadratic passes: keep the two that win most often
+        keys = [keys[0], keys[2]]
+    near = time_neighbours(items)
+    best: tuple[dict[int, int], int] | None = None
+    for key in keys:
+        cand = _best_fit_pass(items, sorted(items, key=key), near)
+        if best is None or cand[1] < best[1]:
+            best = cand
+    assert best is not None
+    return best
+
+
+def placement_ok(items: dict[int, Item], offsets: dict[int, int]) -> bool:
+    """Every item has an aligned, non-negative offset and no two live ones overlap."""
+    if any(
+        i not in offsets or offsets[i] < 0 or offsets[i] % it.alignment for i, it in items.items()
+    ):
+        return False
+    near = time_neighbours(items)
+    for i, js in near.items():
+        a, oa = items[i], offsets[i]
+        for j in js:
+            b, ob = items[j], offsets[j]
+            if j > i and a.size and b.size and oa < ob + b.size and ob < oa + a.size:
+                return False
+    return True
+
+
+def arena_lower_bound(items: dict[int, Item]) -> int:
+    """Max over steps of live placed bytes: no placement can do better."""
+    if not items:
+        return 0
+    n = max(it.end for it in items.values()) + 2
+    diff = [0] * n
+    for it in items.values():
+        diff[it.start] += it.size
+        diff[it.end + 1] -= it.size
+    best = cur = 0
+    for d in diff:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def best_fit_offsets(problem: Problem, order: list[str]) -> tuple[dict[str, int], int]:
+    """Best-fit offsets of the placed alias roots for `order`: (offsets by name, arena bytes)."""
+    g = build_graph(problem)
+    idx = [g.index[o] for o in order]
+    offsets, arena = best_fit(items_for(g, idx))
+    return {g.bufs[i].name: off for i, off in offsets.items()}, arena

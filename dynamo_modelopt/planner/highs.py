@@ -1,0 +1,119 @@
+"""HiGHS adapter (highspy) for the MILP models of `milp`: offsets and order stages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _milp_adapter as drv
+from .milp import Milp
+from .options import PlannerOptions
+from .solvers import JointTask, OffsetTask, OrderTask, StageResult
+
+# Beyond this many rows HiGHS rarely finds anything in the time we give it (measured).
+MAX_ROWS = 20000
+
+
+def _backend(
+    m: Milp, options: PlannerOptions, time_limit: float
+) -> tuple[str, list[float] | None, float]:
+    import highspy
+    import numpy as np
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(0.05, float(time_limit)))
+    h.setOptionValue("mip_rel_gap", float(options.relative_gap))
+    h.setOptionValue("random_seed", int(options.seed))
+    inf = highspy.kHighsInf
+    n = m.n_vars
+    lb = np.array([max(-inf, v) for v in m.lb], dtype=np.float64)
+    ub = np.array([min(inf, v) for v in m.ub], dtype=np.float64)
+    h.addVars(n, lb, ub)
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(m.obj, dtype=np.float64))
+    ints = np.array([j for j in range(n) if m.integer[j]], dtype=np.int32)
+    if len(ints):
+        h.changeColsIntegrality(
+            len(ints), ints, np.array([highspy.HighsVarType.kInteger] * len(ints))
+        )
+    lo = np.array([max(-inf, r[1]) for r in m.rows], dtype=np.float64)
+    hi = np.array([min(inf, r[2]) for r in m.rows], dtype=np.float64)
+    starts, idx, vals = [], [], []
+    for coefs, _, _ in m.rows:
+        starts.append(len(idx))
+        idx.extend(coefs.keys())
+        vals.extend(coefs.values())
+    h.addRows(
+        len(m.rows),
+        lo,
+        hi,
+        len(idx),
+        np.array(starts, dtype=np.int32),
+        np.array(idx, dtype=np.int32),
+        np.array(vals, dtype=np.float64),
+    )
+    if any(s is not None for s in m.start):
+        sol = highspy.HighsSolution()
+        sol.col_value = [0.0 if s is None else float(s) for s in m.start]
+        sol.value_valid = True
+        try:
+            h.setSolution(sol)
+        except Exception:
+            pass
+    h.run()
+    ms = h.getModelStatus()
+    info = h.getInfo()
+    has = info.primal_solution_status == 2
+    if ms == highspy.HighsModelStatus.kOptimal:
+        status = "optimal"
+    elif ms == highspy.HighsModelStatus.kInfeasible:
+        status = "infeasible"
+    else:
+        status = "feasible" if has else "unknown"
+    values = list(h.getSolution().col_value) if has else None
+    bound = float(info.mip_dual_bound) if status != "infeasible" else 0.0
+    if bound != bound or abs(bound) == inf:
+        bound = 0.0
+    return status, values, bound
+
+
+class HighsSolver:
+    name = "highs"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import highspy  # noqa: F401
+            import numpy  # noqa: F401
+        except Exception as exc:
+            return False, f"highspy not importable: {exc}"
+        return True, ""
+
+    def fits(self, task: Any, options: PlannerOptions) -> str:
+        if isinstance(task, OrderTask):
+            if drv.order_size_estimate(task, options) > MAX_ROWS:
+                return "order model too large (estimated before building)"
+            _, nr = drv.order_size(task, options)
+        elif isinstance(task, OffsetTask):
+            if len(task.items) > MAX_ROWS:
+                return "offsets model too large (estimated before building)"
+            _, nr = drv.offsets_size(task, options)
+        else:
+            if drv.order_size_estimate(OrderTask(task.graph, None, 0, 0, 0.0), options) > MAX_ROWS:
+                return "joint model too large (estimated before building)"
+            _, nr = drv.joint_size(task, options)
+        return "" if nr <= MAX_ROWS else f"model too large for HiGHS ({nr} rows)"
+
+    def solve_order(self, task: OrderTask, options: PlannerOptions) -> StageResult:
+        return _guard(lambda: drv.run_order(task, options, _backend))
+
+    def solve_offsets(self, task: OffsetTask, options: PlannerOptions) -> StageResult:
+        return _guard(lambda: drv.run_offsets(task, options, _backend))
+
+    def solve_joint(self, task: JointTask, options: PlannerOptions) -> StageResult:
+        return _guard(lambda: drv.run_joint(task, options, _backend))
+
+
+def _guard(fn: Any) -> StageResult:
+    try:
+        return fn()
+    except Exception as exc:
+        return StageResult(status="error", reason=f"highs: {exc}")

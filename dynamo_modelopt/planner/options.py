@@ -1,0 +1,55 @@
+"""`PlannerOptions`: solver choice, limits and the switches of each technique (for ablations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SOLVERS = ("auto", "cpsat", "gurobi", "highs", "heuristic")
+MODES = ("two_stage", "joint")
+
+
+@dataclass
+class PlannerOptions:
+    """How `plan` works.
+
+    solver: "auto" (Gurobi only when its license admits the model, else CP-SAT), "cpsat",
+        "gurobi", "highs" or "heuristic" (no solver).
+    mode: "two_stage" (order minimising the peak, then offsets minimising the arena) or
+        "joint" (order and addresses in one model, as MODeL does).
+    time_limit: seconds for the whole solve (shared between stages and pieces).
+    Switches (all on by default; each can be turned off for an ablation):
+        use_windows: ASAP/ALAP windows on operation positions (MODeL's span restriction).
+        use_decomposition: split the order problem at cut operations (exact).
+        prune_pairs: MILP no-overlap pairs only for buffers that can be live together.
+        scale_sizes: divide sizes and alignments by their GCD inside the models.
+        symmetry_breaking: order interchangeable operations by their given index.
+        warm_start: hint the solvers with the best heuristic solution.
+        exact_offsets: run the exact canonical-placement search for offsets before CP-SAT.
+    deterministic: same result for the same seed and threads (CP-SAT interleaved search);
+        False lets CP-SAT run its parallel portfolio, faster but not reproducible.
+    """
+
+    solver: str = "auto"
+    mode: str = "two_stage"
+    time_limit: float = 10.0
+    relative_gap: float = 0.0
+    threads: int = 2
+    seed: int = 0
+    use_windows: bool = True
+    use_decomposition: bool = True
+    prune_pairs: bool = True
+    scale_sizes: bool = True
+    symmetry_breaking: bool = True
+    warm_start: bool = True
+    exact_offsets: bool = True
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, not {self.solver!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.time_limit < 0:
+            raise ValueError("time_limit must be >= 0")
+        if self.threads < 1:
+            raise ValueError("threads must be >= 1")

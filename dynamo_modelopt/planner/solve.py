@@ -1,0 +1,346 @@
+"""`plan`: heuristics, then exact solvers warm-started from them, then validation.
+
+Two stages by default (MODeL observed, and our measurements agree, that ordering for the peak
+and then placing for the arena reaches the joint optimum in practice): (1) order minimising
+the peak live bytes, split exactly at cut operations; (2) offsets minimising the arena for
+that order, by the exact canonical search and/or a solver. `mode="joint"` solves both at
+once with CP-SAT. Whatever happens in the solvers, the returned plan is valid and no worse
+(peak, then arena) than the given order with best-fit offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .bounds import combinatorial_lower_bound
+from .cpsat import CpSatSolver
+from .decompose import Block, blocks
+from .graph import Graph, build_graph
+from .gurobi import GurobiSolver
+from .heuristics import (
+    Item,
+    arena_lower_bound,
+    best_fit,
+    heuristic_orders,
+    items_for,
+    placement_ok,
+)
+from .highs import HighsSolver
+from .offsets_exact import ExactResult, exact_offsets
+from .options import PlannerOptions
+from .problem import Plan, Problem
+from .solvers import JointTask, OffsetTask, OrderTask, Solver, StageResult
+from .validate import validate
+
+__all__ = ["PlannerOptions", "get_solver", "plan"]
+
+_SOLVERS: dict[str, type] = {"cpsat": CpSatSolver, "gurobi": GurobiSolver, "highs": HighsSolver}
+
+
+def get_solver(name: str) -> Solver:
+    return _SOLVERS[name]()  # type: ignore[no-any-return]
+
+
+def _pick(options: PlannerOptions, task: Any, notes: list[str]) -> Solver | None:
+    """The solver for one task: the requested one when it can take it, else CP-SAT."""
+    if options.solver == "heuristic":
+        return None
+    wanted = ["gurobi"] if options.solver == "auto" else [options.solver]
+    if "cpsat" not in wanted:
+        wanted.append("cpsat")
+    for name in wanted:
+        s = get_solver(name)
+        try:
+            ok, why = s.available()
+            if ok:
+                why = s.fits(task, options)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if not why:
+            return s
+        if options.solver != "auto" or name != "gurobi":
+            notes.append(f"{name}: {why}")
+    return None
+
+
+class _Clock:
+    def __init__(self, budget: float) -> None:
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + budget
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def since(self, t: float) -> float:
+        return time.perf_counter() - t
+
+
+# -- order stage ---------------------------------------------------------------------------
+def _order_stage(
+    g: Graph,
+    hint: list[int],
+    lower: int,
+    budget: float,
+    options: PlannerOptions,
+    notes: list[str],
+    stats: dict[str, Any],
+) -> tuple[list[int], int, bool, str]:
+    """(order, proven lower bound, any solver improved, solver name used)."""
+    parts = blocks(g) if options.use_decomposition else [Block(list(range(g.n)), g)]
+    stats["blocks"] = len(parts)
+    local_hints = [b.to_local(hint) for b in parts]
+    peaks = [b.graph.peak(h) for b, h in zip(parts, local_hints, strict=True)]
+    for k, b in enumerate(parts):
+        # a block with a single possible order has an exact peak, a valid bound on the whole
+        lower = max(lower, peaks[k] if b.trivial else combinatorial_lower_bound(b.graph))
+    todo = [k for k, b in enumerate(parts) if peaks[k] > lower and not b.trivial]
+    stats["blocks_solved"] = len(todo)
+    improved, used = False, ""
+    result_orders = list(local_hints)
+    total_ops = sum(parts[k].graph.n for k in todo) or 1
+    t_start = time.perf_counter()
+    block_status: list[str] = []
+    # blocks with the highest peaks first: they decide the objective
+    for k in sorted(todo, key=lambda k: (-peaks[k], k)):
+        b = parts[k]
+        remaining = budget - (time.perf_counter() - t_start)
+        if remaining <= 0.05 or peaks[k] <= lower:
+            continue
+        share = max(0.05, remaining * b.graph.n / total_ops) if len(todo) > 1 else remaining
+        task = OrderTask(b.graph, local_hints[k], lower, peaks[k], share)
+        solver = _pick(options, task, notes)
+        if solver is None:
+            break
+        total_ops -= b.graph.n
+        res = _safe(lambda s=solver, t=task: s.solve_order(t, options), solver.name)
+        used = solver.name
+        block_status.append(res.status)
+        if res.reason:
+            notes.append(res.reason)
+        if res.order is not None and b.graph.is_topological(res.order):
+            p = b.graph.peak(res.order)
+            if p < peaks[k]:
+                result_orders[k], peaks[k], improved = res.order, p, True
+        if res.status == "optimal":
+            lower = max(lower, min(peaks[k], max(res.bound, res.peak_bound)))
+        else:
+            lower = max(lower, min(peaks[k], res.peak_bound))
+    stats["block_status"] = block_status
+    order = [v for b, o in zip(parts, result_orders, strict=True) for v in b.to_global(o)]
+    return order, lower, improved, used
+
+
+def _safe(fn: Any, name: str) -> StageResult:
+    try:
+        res: StageResult = fn()
+        return res
+    except Exception as exc:
+        return StageResult(status="error", reason=f"{name}: {type(exc).__name__}: {exc}")
+
+
+# -- offsets stage -------------------------------------------------------------------------
+def _offsets_stage(
+    items: dict[int, Item],
+    budget: float,
+    options: PlannerOptions,
+    notes: list[str],
+    stats: dict[str, Any],
+) -> tuple[dict[int, int], int, bool, bool, str]:
+    """(offsets, arena, proved optimal, improved on best fit, method)."""
+    offsets, arena = best_fit(items)
+    lb = arena_lower_bound(items)
+    stats["arena_lower_bound"] = lb
+    stats["best_fit_arena"] = arena
+    if arena <= lb:
+        return offsets, arena, True, False, "best_fit"
+    if options.solver == "heuristic":
+        return offsets, arena, False, False, "best_fit"
+    t0 = time.perf_counter()
+    improved, method = False, "best_fit"
+    ex: ExactResult | None = None
+    if options.exact_offsets:
+        try:
+            # CP-SAT proves small instances fast; on large ones the canonical search's first
+            # dive (quadratic in the buffers) is what reaches the bound, so give it that time
+            share = max(0.2, min(2.0, budget * 0.1), 1e-6 * len(items) ** 2)
+            ex = exact_offsets(items, min(budget * 0.5, share), hint=offsets)
+        except RecursionError as exc:  # very deep groups on small stacks
+            notes.append(f"exact offsets: {exc}")
+            ex = None
+    if ex is not None:
+        stats["exact_offsets_nodes"] = ex.nodes
+        if ex.arena < arena:
+            offsets, arena, improved, method = ex.offsets, ex.arena, True, "exact"
+        if ex.proved:
+            return offsets, arena, True, improved, "exact"
+    left = budget - (time.perf_counter() - t0)
+    task = OffsetTask(items, offsets, lb, arena, left)
+    solver = _pick(options, task, notes) if left > 0.05 else None
+    if solver is None:
+        return offsets, arena, False, improved, method
+    res = _safe(lambda: solver.solve_offsets(task, options), solver.name)
+    if res.reason:
+        notes.append(res.reason)
+    if res.offsets is not None and not placement_ok(items, res.offsets):
+        notes.append(f"{solver.name}: offsets overlap or misalign; discarded")
+        res.offsets, res.status = None, "error"
+    if res.offsets is not None and res.objective is not None and res.objective < arena:
+        offsets, arena, improved, method = res.offsets, res.objective, True, solver.name
+    proved = res.status == "optimal" and res.objective is not None and arena <= res.objective
+    return offsets, arena, proved or arena <= max(lb, res.bound), improved, method
+
+
+# -- assembling ----------------------------------------------------------------------------
+def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lower: int) -> Plan:
+    return Plan(
+        order=g.names(order),
+        offsets={g.bufs[i].name: int(o) for i, o in sorted(offsets.items())},
+        arena_bytes=int(arena),
+        peak_bytes=g.peak(order),
+        lower_bound_bytes=int(lower),
+        solver="heuristic",
+        status="heuristic",
+        solve_seconds=0.0,
+    )
+
+
+def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
+    """Plan the order and offsets of `problem` (see the module docstring).
+
+    Raises ValueError only for an invalid problem (dangling names, cycles)."""
+    options = options or PlannerOptions()
+    clock = _Clock(options.time_limit)
+    problem.check()
+    g = build_graph(problem)
+    notes: list[str] = []
+    stats: dict[str, Any] = {}
+
+    # heuristics ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    orders = heuristic_orders(g)
+    peaks = {rule: g.peak(order) for rule, order in orders.items()}
+    least = min(peaks.values())
+    scored = []
+    seen: list[list[int]] = []
+    for rank, (rule, order) in enumerate(orders.items()):
+        if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
+            continue  # best-fit (quadratic) only for the given order and one least-peak order
+        seen.append(order)
+        offs, arena = best_fit(items_for(g, order))
+        scored.append((peaks[rule], arena, rank, rule, order, offs))
+    scored.sort(key=lambda c: c[:3])
+    h_peak, h_arena, _, h_rule, h_order, h_offs = scored[0]
+    given = next((c for c in scored if c[3] == "given"), None)
+    stats.update(
+        heuristic_rule=h_rule,
+        heuristic_peak=h_peak,
+        heuristic_arena=h_arena,
+        given_order_peak=given[0] if given else None,
+        given_order_arena=given[1] if given else None,
+        given_order_topological=given is not None,
+    )
+    comb = combinatorial_lower_bound(g)
+    stats["combinatorial_bound"] = comb
+    stats["heuristic_seconds"] = clock.since(t)
+    lower = comb
+
+    # order --------------------------------------------------------------------------------
+    t = time.perf_counter()
+    order, order_improved, order_solver = h_order, False, ""
+    joint = options.mode == "joint" and options.solver != "heuristic"
+    if h_peak > lower and options.solver != "heuristic":
+        share = clock.left() * (0.3 if joint else 0.7)
+        order, lower, order_improved, order_solver = _order_stage(
+            g, h_order, lower, share, options, notes, stats
+        )
+    peak = g.peak(order)
+    lower = min(lower, peak)
+    stats["order_solver"] = order_solver or "heuristic"
+    stats["order_seconds"] = clock.since(t)
+    stats["order_status"] = (
+        "optimal" if peak <= lower else ("time_limit" if order_solver else "heuristic")
+    )
+
+    # offsets ------------------------------------------------------------------------------
+    t = time.perf_counter()
+    items = items_for(g, order)
+    offsets, arena, off_proved, off_improved, method = _offsets_stage(
+        items, clock.left() * (0.4 if joint else 0.95), options, notes, stats
+    )
+    stats["offset_method"] = method
+    stats["offset_seconds"] = clock.since(t)
+    stats["offset_status"] = (
+        "optimal"
+        if off_proved
+        else (
+            "time_limit" if method != "best_fit" or options.solver != "heuristic" else "heuristic"
+        )
+    )
+    solver_name = order_solver or ("" if method == "best_fit" else method)
+
+    # joint --------------------------------------------------------------------------------
+    if joint and not (peak <= lower and off_proved):
+        t = time.perf_counter()
+        task = JointTask(g, order, offsets, lower, peak, arena, clock.left())
+        solver = _pick(options, task, notes)
+        if solver is not None and clock.left() > 0.05:
+            res = _safe(lambda: solver.solve_joint(task, options), solver.name)
+            if res.reason:
+                notes.append(res.reason)
+            stats["joint_status"] = res.status
+            if (
+                res.order is not None
+                and res.offsets is not None
+                and g.is_topological(res.order)
+                and placement_ok(items_for(g, res.order), res.offsets)
+            ):
+                jp = g.peak(res.order)
+                ja = max((res.offsets[i] + g.bufs[i].size for i in res.offsets), default=0)
+                if (jp, ja) < (peak, arena):
+                    order, offsets, arena, peak = res.order, res.offsets, ja, jp
+                    order_improved = True
+                    off_proved = res.status == "optimal"
+                lower = max(lower, min(res.peak_bound, peak))
+                if res.status == "optimal":
+                    lower = max(lower, peak)
+                    off_proved = True
+            solver_name = solver.name
+        stats["joint_seconds"] = clock.since(t)
+        stats["order_status"] = "optimal" if peak <= lower else "time_limit"
+        stats["offset_status"] = "optimal" if off_proved else "time_limit"
+
+    # choose the best valid plan -----------------------------------------------------------
+    lower = min(lower, peak)
+    candidates = [_plan_of(g, order, offsets, arena, lower)]
+    candidates.append(_plan_of(g, h_order, h_offs, h_arena, min(lower, h_peak)))
+    if given is not None:
+        candidates.append(_plan_of(g, given[4], given[5], given[1], min(lower, given[0])))
+    chosen: Plan | None = None
+    ranked = sorted(
+        range(len(candidates)),
+        key=lambda k: (candidates[k].peak_bytes, candidates[k].arena_bytes, k),
+    )
+    for k in ranked:  # the best candidate that validates
+        errs = validate(problem, candidates[k])
+        if not errs:
+            chosen = candidates[k]
+            break
+        notes.append(f"candidate {k} invalid: {errs[0].kind.name}: {errs[0].message}")
+    if chosen is None:  # cannot happen for a valid problem: the given/heuristic plans validate
+        raise ValueError(f"problem {problem.name!r}: no valid plan found ({notes[:3]})")
+    improved = chosen is candidates[0] and (order_improved or off_improved)
+    proved = chosen.peak_bytes <= lower and (
+        off_proved
+        if chosen is candidates[0]
+        else chosen.arena_bytes
+        <= arena_lower_bound(items_for(g, [g.index[o] for o in chosen.order]))
+    )
+    chosen.lower_bound_bytes = min(lower, chosen.peak_bytes)
+    chosen.status = "optimal" if proved else ("time_limit" if improved else "heuristic")
+    chosen.solver = solver_name or "heuristic"
+    chosen.solve_seconds = clock.since(clock.t0)
+    stats["notes"] = notes
+    stats["total_seconds"] = chosen.solve_seconds
+    chosen.stats = stats
+    return chosen

@@ -1,0 +1,114 @@
+"""Training settings chosen by the numbers: every path is correct, every lever is predicted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+
+import dynamo_modelopt
+from bench.memory import kineto_peak_bytes
+from dynamo_modelopt.decide import Candidate, Trial, candidates, choose
+
+from .models import make_case
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo() -> None:
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+
+
+def _train(case: str, settings: str) -> tuple[dict[str, torch.Tensor], int, int]:
+    """Loss and grads of one step, its measured peak and the predicted peak of the step."""
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case(case)
+    model.train()
+    options = {"strict": True, "settings": settings}
+    compiled = torch.compile(model, backend="modelopt", options=options)
+
+    def step() -> torch.Tensor:
+        for p in model.parameters():
+            p.grad = None
+        loss = compiled(*inputs)
+        loss.backward()
+        return loss
+
+    loss = step()  # compiles forward and backward
+    reports = dynamo_modelopt.get_reports()
+    assert {r.graph_kind for r in reports} == {"forward", "backward"}
+    if settings != "default":  # the defaults compile without a trial, so without a choice
+        assert all(r.details["settings"]["chosen"] == settings for r in reports)
+    predicted = max(r.emitted_peak_bytes for r in reports)
+    result = {"loss": loss.detach()} | {n: p.grad.clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+    measured = kineto_peak_bytes(step)
+    return result, measured, predicted
+
+
+def _eager(case: str) -> dict[str, torch.Tensor]:
+    model, inputs = make_case(case)
+    model.train()
+    loss = model(*inputs)
+    loss.backward()
+    return {"loss": loss.detach()} | {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("case", "lever"),
+    [("convbn", "no_layout_opt"), ("convbn", "budget_0.5"), ("gpt2", "budget_0.5")],
+)
+def test_lever_is_correct_and_its_effect_is_predicted(case: str, lever: str) -> None:
+    want = _eager(case)
+    base, base_measured, base_predicted = _train(case, "default")
+    got, lever_measured, lever_predicted = _train(case, lever)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(base[name], want[name], rtol=1e-3, atol=1e-4)
+    measured_change = lever_measured - base_measured
+    predicted_change = lever_predicted - base_predicted
+    # The cost model must foresee the lever's effect: same direction, and the size of the
+    # change within a tenth of the step's peak.
+    if abs(measured_change) > 0.02 * base_measured:
+        assert predicted_change * measured_change > 0, (measured_change, predicted_change)
+    assert abs(predicted_change - measured_change) <= 0.1 * base_measured, (
+        measured_change, predicted_change)
+
+
+def _trial(name: str, peak: int, runtime: float, fell_back: bool = False) -> Trial:
+    report = dynamo_modelopt.GraphReport(
+        graph_kind="forward", num_nodes=1, inductor_peak_bytes=peak, planned_peak_bytes=peak,
+        lower_bound_bytes=0, solver="x", status="fallback" if fell_back else "optimal",
+        solve_seconds=0.0, emitted_peak_bytes=peak, details={"estimated_runtime": runtime},
+    )
+    return Trial(Candidate(name), compiled=lambda: None, reports=[report])
+
+
+def test_choose_takes_the_lowest_peak_within_the_runtime_budget() -> None:
+    trials = [_trial("default", 100, 1.0), _trial("a", 90, 1.2), _trial("b", 95, 1.04)]
+    assert choose(trials, max_recompute_overhead=0.05).candidate.name == "b"
+    assert choose(trials, max_recompute_overhead=0.5).candidate.name == "a"
+    assert choose(trials, max_recompute_overhead=0.0).candidate.name == "default"
+
+
+def test_choose_keeps_the_defaults_on_a_tie_and_skips_fallbacks() -> None:
+    assert choose([_trial("default", 100, 1.0), _trial("a", 100, 1.0)], 0.05).candidate.name \
+        == "default"
+    trials = [_trial("default", 100, 1.0), _trial("a", 10, 1.0, fell_back=True)]
+    assert choose(trials, 0.05).candidate.name == "default"
+
+
+def test_candidates_only_where_they_can_change_the_graph() -> None:
+    assert [c.name for c in candidates(False, False, (0.5,))] == ["default"]
+    assert [c.name for c in candidates(False, True, (0.5,))] == ["default", "no_layout_opt"]
+    assert [c.name for c in candidates(True, False, (0.5,))] == ["default", "budget_0.5"]
+    assert len(candidates(True, True, (0.5, 0.3))) == 6
+
+
+def test_unknown_settings_name_is_an_error() -> None:
+    model, inputs = make_case("mlp")
+    compiled = torch.compile(model, backend="modelopt", options={"settings": "no_layout_opt"})
+    with pytest.raises(Exception, match="does not apply to this graph"):
+        compiled(*inputs)
