@@ -35,7 +35,7 @@ class ModeloptConfig:
 
     solver: str = "auto"
     mode: str = "two_stage"
-    time_limit: float = 10.0
+    time_limit: float = 5.0
     relative_gap: float = 0.0
     threads: int = 2
     seed: int = 0

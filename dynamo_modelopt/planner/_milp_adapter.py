@@ -113,3 +113,48 @@ def run_joint(task: JointTask, options: PlannerOptions, backend: Backend) -> Sta
 def joint_size(task: JointTask, options: PlannerOptions) -> tuple[int, int]:
     jm = joint_milp(task.graph, options, task.upper_peak, task.upper_arena, task.lower)
     return jm.order.milp.n_vars, jm.order.milp.n_rows
+
+
+def model_size(
+    task: OrderTask | OffsetTask | JointTask, options: PlannerOptions, limit: int
+) -> tuple[int, int] | str:
+    """(variables, rows) of the task's MILP, or why it is over `limit` before being built."""
+    if isinstance(task, OrderTask):
+        if order_size_estimate(task, options) > limit:
+            return "order model too large (estimated before building)"
+        return order_size(task, options)
+    if isinstance(task, OffsetTask):
+        if len(task.items) > limit:
+            return "offsets model too large (estimated before building)"
+        return offsets_size(task, options)
+    if order_size_estimate(OrderTask(task.graph, None, 0, 0, 0.0), options) > limit:
+        return "joint model too large (estimated before building)"
+    return joint_size(task, options)
+
+
+class MilpSolver:
+    """A solver that takes the neutral MILPs of `milp` through its `backend` function."""
+
+    name = "milp"
+
+    @staticmethod
+    def backend(
+        m: Milp, options: PlannerOptions, time_limit: float
+    ) -> tuple[str, list[float] | None, float]:
+        raise NotImplementedError
+
+    def solve_order(self, task: OrderTask, options: PlannerOptions) -> StageResult:
+        return self._guard(lambda: run_order(task, options, self.backend))
+
+    def solve_offsets(self, task: OffsetTask, options: PlannerOptions) -> StageResult:
+        return self._guard(lambda: run_offsets(task, options, self.backend))
+
+    def solve_joint(self, task: JointTask, options: PlannerOptions) -> StageResult:
+        return self._guard(lambda: run_joint(task, options, self.backend))
+
+    def _guard(self, run: Callable[[], StageResult]) -> StageResult:
+        """A solver's failure is a stage result, never an exception out of the planner."""
+        try:
+            return run()
+        except Exception as exc:
+            return StageResult(status="error", reason=f"{self.name}: {exc}")

@@ -14,7 +14,6 @@ from typing import Any
 from . import _milp_adapter as drv
 from .milp import Milp
 from .options import PlannerOptions
-from .solvers import JointTask, OffsetTask, OrderTask, StageResult
 
 SIZE_LIMITED = 10010
 
@@ -92,8 +91,9 @@ def _backend(
         env.dispose()
 
 
-class GurobiSolver:
+class GurobiSolver(drv.MilpSolver):
     name = "gurobi"
+    backend = staticmethod(_backend)
 
     def available(self) -> tuple[bool, str]:
         ok, _, reason = license_limit()
@@ -105,35 +105,11 @@ class GurobiSolver:
             return reason
         if limit is None:
             return ""
-        if isinstance(task, OrderTask):
-            if drv.order_size_estimate(task, options) > limit:
-                return "order model too large (estimated before building)"
-            nv, nr = drv.order_size(task, options)
-        elif isinstance(task, OffsetTask):
-            if len(task.items) > limit:
-                return "offsets model too large (estimated before building)"
-            nv, nr = drv.offsets_size(task, options)
-        else:
-            if drv.order_size_estimate(OrderTask(task.graph, None, 0, 0, 0.0), options) > limit:
-                return "joint model too large (estimated before building)"
-            nv, nr = drv.joint_size(task, options)
+        size = drv.model_size(task, options, limit)
+        if isinstance(size, str):
+            return size
+        nv, nr = size
         # ranged rows become two constraints in Gurobi
         if nv > limit or nr > limit:
             return f"model too large for the license ({nv} vars, {nr} rows > {limit})"
         return ""
-
-    def solve_order(self, task: OrderTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_order(task, options, _backend))
-
-    def solve_offsets(self, task: OffsetTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_offsets(task, options, _backend))
-
-    def solve_joint(self, task: JointTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_joint(task, options, _backend))
-
-
-def _guard(fn: Any) -> StageResult:
-    try:
-        return fn()
-    except Exception as exc:
-        return StageResult(status="error", reason=f"gurobi: {exc}")

@@ -7,7 +7,6 @@ from typing import Any
 from . import _milp_adapter as drv
 from .milp import Milp
 from .options import PlannerOptions
-from .solvers import JointTask, OffsetTask, OrderTask, StageResult
 
 # Beyond this many rows HiGHS rarely finds anything in the time we give it (measured).
 MAX_ROWS = 20000
@@ -76,8 +75,9 @@ def _backend(
     return status, values, bound
 
 
-class HighsSolver:
+class HighsSolver(drv.MilpSolver):
     name = "highs"
+    backend = staticmethod(_backend)
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -88,32 +88,8 @@ class HighsSolver:
         return True, ""
 
     def fits(self, task: Any, options: PlannerOptions) -> str:
-        if isinstance(task, OrderTask):
-            if drv.order_size_estimate(task, options) > MAX_ROWS:
-                return "order model too large (estimated before building)"
-            _, nr = drv.order_size(task, options)
-        elif isinstance(task, OffsetTask):
-            if len(task.items) > MAX_ROWS:
-                return "offsets model too large (estimated before building)"
-            _, nr = drv.offsets_size(task, options)
-        else:
-            if drv.order_size_estimate(OrderTask(task.graph, None, 0, 0, 0.0), options) > MAX_ROWS:
-                return "joint model too large (estimated before building)"
-            _, nr = drv.joint_size(task, options)
+        size = drv.model_size(task, options, MAX_ROWS)
+        if isinstance(size, str):
+            return size
+        _, nr = size
         return "" if nr <= MAX_ROWS else f"model too large for HiGHS ({nr} rows)"
-
-    def solve_order(self, task: OrderTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_order(task, options, _backend))
-
-    def solve_offsets(self, task: OffsetTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_offsets(task, options, _backend))
-
-    def solve_joint(self, task: JointTask, options: PlannerOptions) -> StageResult:
-        return _guard(lambda: drv.run_joint(task, options, _backend))
-
-
-def _guard(fn: Any) -> StageResult:
-    try:
-        return fn()
-    except Exception as exc:
-        return StageResult(status="error", reason=f"highs: {exc}")
