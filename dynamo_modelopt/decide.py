@@ -153,6 +153,8 @@ def summarize(chosen: Trial, trials: Sequence[Trial]) -> dict[str, Any]:
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,
+                "inductor_peak_bytes": max((r.inductor_peak_bytes for r in t.reports), default=0),
+                "planned_peak_bytes": max((r.planned_peak_bytes for r in t.reports), default=0),
                 "estimated_runtime": t.estimated_runtime,
                 "fell_back": t.fell_back,
             }

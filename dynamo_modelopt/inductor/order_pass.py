@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch._inductor.custom_graph_pass import CustomSchedulerPass
 
+from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
 from ..capture.scheduler import (
     CapturedGraph,
     UnplannableGraph,
@@ -131,7 +132,14 @@ class PlanOrderPass(CustomSchedulerPass):
             raise UnplannableGraph(
                 f"planner returned a worse peak ({result.peak_bytes} > {inductor_peak})"
             )
-        order = result.order if self.config.reorder else problem.op_names
+        reuse_pairs = inplace_candidates(inductor_nodes)
+        code_peaks = {
+            "inductor_order": peak_with_inplace_reuse(problem, problem.op_names, reuse_pairs),
+            "planned_order": peak_with_inplace_reuse(problem, result.order, reuse_pairs),
+        }
+        order = problem.op_names
+        if self.config.reorder and _better(result, inductor_peak, code_peaks):
+            order = result.order
         if self.config.save_problems:
             _save(self.config.save_problems, graph_name, problem, result)
         report = GraphReport(
@@ -147,6 +155,7 @@ class PlanOrderPass(CustomSchedulerPass):
             arena_bytes=result.arena_bytes,
             order_changed=order != problem.op_names,
             details={
+                "predicted_code_peak": code_peaks,
                 "estimated_runtime": _estimated_runtime(inductor_nodes),
                 "planned_order": list(order),
                 "node_buffers": [
@@ -160,6 +169,13 @@ class PlanOrderPass(CustomSchedulerPass):
         V.graph.modelopt_plan = result  # read by the arena codegen, where enabled
         _account_emitted_code(problem, order, report)
         return captured.nodes_in(order)
+
+
+def _better(result: Any, inductor_peak: int, code_peaks: dict[str, int]) -> bool:
+    """Take the planned order only where it is no worse than Inductor's on what the code
+    allocates (in-place reuse changes with the order) and better on one of the two counts."""
+    ours, theirs = code_peaks["planned_order"], code_peaks["inductor_order"]
+    return ours < theirs or (ours == theirs and result.peak_bytes < inductor_peak)
 
 
 def where_is_the_peak(problem: Any, order: list[str], top: int = 5) -> dict[str, Any]:
