@@ -166,7 +166,6 @@ class PlanOrderPass(CustomSchedulerPass):
             },
         )
         add_report(report)
-        V.graph.modelopt_plan = result  # read by the arena codegen, where enabled
         _account_emitted_code(problem, order, report)
         return captured.nodes_in(order)
 
