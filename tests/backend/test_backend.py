@@ -48,15 +48,23 @@ def _max_error(got: dict, want: dict) -> float:
     return max(float((got[k].double() - want[k].double()).abs().max()) for k in want)
 
 
+BACKENDS = ("eager", "inductor", "modelopt")
+
+
+def _fresh_copy(model: torch.nn.Module, backend: str) -> tuple[torch.nn.Module, Callable]:
+    """A copy of `model` and the callable that runs it under `backend` ("eager": itself)."""
+    torch._dynamo.reset()
+    m = copy.deepcopy(model)
+    if backend == "eager":
+        return m, m
+    return m, torch.compile(m, backend=backend, options=STRICT if backend == "modelopt" else None)
+
+
 def _compare_training(case: str) -> tuple[float, float]:
     model, inputs = make_case(case)
     results = {}
-    for backend in ("eager", "inductor", "modelopt"):
-        torch._dynamo.reset()
-        m = copy.deepcopy(model)
-        fn = m if backend == "eager" else torch.compile(
-            m, backend=backend, options=STRICT if backend == "modelopt" else None
-        )
+    for backend in BACKENDS:
+        m, fn = _fresh_copy(model, backend)
         results[backend] = _train_step(m, inputs, fn)
     return (
         _max_error(results["inductor"], results["eager"]),
@@ -98,12 +106,8 @@ def test_inference_matches_eager(case: str, grad_mode: str) -> None:
     model.eval()
     context = torch.no_grad if grad_mode == "no_grad" else torch.inference_mode
     outputs = {}
-    for backend in ("eager", "inductor", "modelopt"):
-        torch._dynamo.reset()
-        m = copy.deepcopy(model)
-        fn = m if backend == "eager" else torch.compile(
-            m, backend=backend, options=STRICT if backend == "modelopt" else None
-        )
+    for backend in BACKENDS:
+        _, fn = _fresh_copy(model, backend)
         with context():
             out = fn(*inputs)
         outs = out if isinstance(out, tuple) else (out,)
