@@ -18,7 +18,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from dynamo_modelopt.planner import PlannerOptions, Problem, check_plan, plan
+from dynamo_modelopt.planner import Problem, check_plan, plan
+from dynamo_modelopt.planner.__main__ import add_options_arguments, options_from_args
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,11 +42,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--solver", default="auto")
-    ap.add_argument("--mode", default="two_stage")
-    ap.add_argument("--time-limit", type=float, default=60.0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_options_arguments(ap, time_limit=60.0)
     ap.add_argument("--only", default="")
     ap.add_argument("--deterministic", type=int, default=1, help="0: CP-SAT parallel portfolio")
     ap.add_argument(
@@ -54,14 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instances", type=Path, default=HERE / "instances")
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
     args = ap.parse_args(argv)
-    options = PlannerOptions(
-        solver=args.solver,
-        mode=args.mode,
-        time_limit=args.time_limit,
-        threads=args.threads,
-        seed=args.seed,
-        deterministic=bool(args.deterministic),
-        **{name: False for name in args.off},
+    options = options_from_args(
+        args, deterministic=bool(args.deterministic), **{name: False for name in args.off}
     )
     header = (
         "| instance | nodes | tensors | solver | mode | given peak MiB | planned peak MiB "

@@ -21,25 +21,35 @@ def _mib(x: int | None) -> str:
     return "-" if x is None else f"{x / 2**20:.3f} MiB ({x} B)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynamo_modelopt.planner", description=__doc__)
-    ap.add_argument("instance", type=Path)
+def add_options_arguments(ap: argparse.ArgumentParser, time_limit: float = 10.0) -> None:
+    """The `PlannerOptions` flags shared by this CLI and the planner bench."""
     ap.add_argument("--solver", choices=SOLVERS, default="auto")
     ap.add_argument("--mode", choices=MODES, default="two_stage")
-    ap.add_argument("--time-limit", type=float, default=10.0)
+    ap.add_argument("--time-limit", type=float, default=time_limit)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = ap.parse_args(argv)
-    problem = Problem.from_json(args.instance)
-    options = PlannerOptions(
+
+
+def options_from_args(args: argparse.Namespace, **extra: object) -> PlannerOptions:
+    return PlannerOptions(
         solver=args.solver,
         mode=args.mode,
         time_limit=args.time_limit,
         threads=args.threads,
         seed=args.seed,
+        **extra,  # type: ignore[arg-type]
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dynamo_modelopt.planner", description=__doc__)
+    ap.add_argument("instance", type=Path)
+    add_options_arguments(ap)
+    ap.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = ap.parse_args(argv)
+    problem = Problem.from_json(args.instance)
+    options = options_from_args(args)
     result = plan(problem, options)
     check_plan(problem, result)
     if args.out is not None:
