@@ -317,21 +317,20 @@ def main(argv: list[str] | None = None) -> int:
         runs += [(m, mode) for mode in modes if (m, mode) not in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     for model, mode in runs:
-        info, save_dir = run_one(model, mode, args.batch, False, args.timeout)
-        saved = list(save_dir.glob("*.problem.json"))
-        print(
-            f"{model} {mode}: fake full-size: {len(saved)} problem(s), "
-            f"{info.get('seconds', 0) or 0:.0f} s, error: {info.get('error')}",
-            flush=True,
-        )
-        if (info.get("error") or not saved) and not args.no_fallback:
-            info, save_dir = run_one(model, mode, args.batch, True, args.timeout)
+        # Full size on fake tensors first; a real compile at reduced size if that fails.
+        attempts = [(False, "fake full-size")]
+        if not args.no_fallback:
+            attempts.append((True, "real reduced"))
+        for reduced, label in attempts:
+            info, save_dir = run_one(model, mode, args.batch, reduced, args.timeout)
             saved = list(save_dir.glob("*.problem.json"))
             print(
-                f"{model} {mode}: real reduced: {len(saved)} problem(s), "
+                f"{model} {mode}: {label}: {len(saved)} problem(s), "
                 f"{info.get('seconds', 0) or 0:.0f} s, error: {info.get('error')}",
                 flush=True,
             )
+            if saved and not info.get("error"):
+                break
         for line in copy_problems(model, mode, args.batch, info, save_dir, args.out, args.max_mib):
             print(line, flush=True)
     return 0

@@ -114,24 +114,12 @@ class Graph:
     @cached_property
     def ancestors(self) -> list[int]:
         """Bitset of strict ancestors per operation."""
-        anc = [0] * self.n
-        for v in self.topo:
-            a = 0
-            for p in self.pred[v]:
-                a |= anc[p] | (1 << p)
-            anc[v] = a
-        return anc
+        return _reach(self.topo, self.pred, self.n)
 
     @cached_property
     def descendants(self) -> list[int]:
         """Bitset of strict descendants per operation."""
-        desc = [0] * self.n
-        for v in reversed(self.topo):
-            d = 0
-            for s in self.succ[v]:
-                d |= desc[s] | (1 << s)
-            desc[v] = d
-        return desc
+        return _reach(list(reversed(self.topo)), self.succ, self.n)
 
     @cached_property
     def windows(self) -> list[tuple[int, int]]:
@@ -201,6 +189,17 @@ class Graph:
 
     def names(self, order: list[int]) -> list[str]:
         return [self.ops[i] for i in order]
+
+
+def _reach(order: list[int], towards: list[list[int]], n: int) -> list[int]:
+    """Bitsets of the operations reachable through `towards`, `order` visiting them first."""
+    reach = [0] * n
+    for v in order:
+        bits = 0
+        for u in towards[v]:
+            bits |= reach[u] | (1 << u)
+        reach[v] = bits
+    return reach
 
 
 def positions(order: list[int], n: int) -> list[int]:
