@@ -2,8 +2,6 @@
 
     python bench/planner/make_real_instances.py [--models mlp,gpt2,...] [--modes train,infer]
         [--batch 1] [--timeout 900] [--max-mib 8] [--out bench/planner/instances]
-    python bench/planner/make_real_instances.py --check-arena [--solver auto] [--mode two_stage]
-        [--time-limit 60] [--only SUBSTRING] [--real-only] [--report bench/planner/results_x.md]
 
 Each (model, mode) is compiled in its own subprocess with the modelopt backend and its option
 `save_problems=<tmpdir>` (settings="default": one candidate; time_limit=2: only the problem
@@ -166,7 +164,7 @@ def run_one(model: str, mode: str, batch: int, real: bool, timeout: float) -> tu
     info = None
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            info = json.loads(line[len("RESULT "):])
+            info = json.loads(line[len("RESULT ") :])
     if info is None:
         tail = " ".join(proc.stderr.split())[-400:]
         info = {"error": f"worker exited {proc.returncode}: {tail}"}
@@ -205,85 +203,6 @@ def copy_problems(
     return lines
 
 
-def check_arena(args: argparse.Namespace, argv: list[str]) -> int:
-    """Plan every instance as bench/planner/run.py does, and also compare the arena with the
-    peak of live placed bytes of the planned order (the arena's own lower bound), which the
-    run.py table does not show (its planned peak also counts tensors that are not placed)."""
-    import datetime as dt
-    import statistics
-
-    from dynamo_modelopt.planner import PlannerOptions, Problem, check_plan, plan
-    from dynamo_modelopt.planner.graph import build_graph
-    from dynamo_modelopt.planner.heuristics import arena_lower_bound, items_for
-
-    sys.path.insert(0, str(HERE))
-    from run import machine
-
-    options = PlannerOptions(
-        solver=args.solver, mode=args.mode, time_limit=args.time_limit, threads=args.threads,
-        seed=0, deterministic=True,
-    )  # fmt: skip
-    mib = lambda x: f"{x / 2**20:.3f}"  # noqa: E731
-    rows = [
-        "| instance | nodes | tensors | solver | mode | planned peak MiB | bound MiB | gap "
-        "| arena MiB | live placed peak MiB | arena = live peak | status | time s |",
-        "|" + "---|" * 13,
-    ]
-    times, gaps, equal = [], [], []
-    for path in sorted(args.out.glob("*.json")):
-        if args.only and args.only not in path.name:
-            continue
-        problem = Problem.from_json(path)
-        if args.real_only and problem.meta.get("synthetic"):
-            continue
-        result = plan(problem, options)
-        check_plan(problem, result)
-        g = build_graph(problem)
-        live = arena_lower_bound(items_for(g, [g.index[o] for o in result.order]))
-        eq = result.arena_bytes == live
-        rows.append(
-            f"| {problem.name} | {len(problem.operations)} | {len(problem.tensors)} "
-            f"| {result.solver} | {args.mode} | {mib(result.peak_bytes)} "
-            f"| {mib(result.lower_bound_bytes)} | {100 * result.gap:.2f}% "
-            f"| {mib(result.arena_bytes)} | {mib(live)} "
-            f"| {'yes' if eq else f'no (+{result.arena_bytes - live} B)'} | {result.status} "
-            f"| {result.solve_seconds:.2f} |"
-        )
-        print(rows[-1], flush=True)
-        times.append(result.solve_seconds)
-        gaps.append(result.gap)
-        equal.append(eq)
-    n = len(times)
-    summary = (
-        f"\n{n} instances: max {max(times):.2f} s, median {statistics.median(times):.2f} s, "
-        f"within 60 s: {sum(t <= 60 for t in times)}/{n}, "
-        f"within 1% of the bound: {sum(g <= 0.01 for g in gaps)}/{n}, "
-        f"arena = live placed peak: {sum(equal)}/{n}"
-        if n
-        else "\nno instances"
-    )
-    print(summary)
-    if args.report:
-        args.report.write_text(
-            "\n".join(
-                [
-                    "# Planner benchmark: real instances, arena vs live placed peak",
-                    "",
-                    "- command: `python bench/planner/make_real_instances.py "
-                    + " ".join(argv) + "`",
-                    f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-                    f"- machine: {machine()}",
-                    f"- options: {options}",
-                    "",
-                    *rows,
-                    summary,
-                    "",
-                ]
-            )
-        )
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
@@ -297,22 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mib", type=float, default=8.0, help="skip larger instances")
     ap.add_argument("--no-fallback", action="store_true", help="no reduced real compile")
     ap.add_argument("--out", type=Path, default=HERE / "instances")
-    ap.add_argument("--check-arena", action="store_true", help="plan the instances in --out")
-    ap.add_argument("--solver", default="auto")
-    ap.add_argument("--mode", default="two_stage")
-    ap.add_argument("--time-limit", type=float, default=60.0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default="")
-    ap.add_argument("--real-only", action="store_true", help="skip synthetic instances")
-    ap.add_argument("--report", type=Path, default=None, help="markdown file to write")
     args = ap.parse_args(argv)
-    if args.check_arena:
-        return check_arena(args, argv)
     models = [m for m in args.models.split(",") if m]
     modes = args.modes.split(",")
-    runs = [
-        (m, mode) for m, mode in DEFAULT_RUNS if (not models or m in models) and mode in modes
-    ]
+    runs = [(m, mode) for m, mode in DEFAULT_RUNS if (not models or m in models) and mode in modes]
     for m in models:  # models named but not in the default list
         runs += [(m, mode) for mode in modes if (m, mode) not in runs]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .heuristics import arena_lower_bound
+from .heuristics import arena_lower_bound, slot_size
 from .milp import Milp, joint_milp, offsets_milp, order_milp
 from .options import PlannerOptions
 from .solvers import JointTask, OffsetTask, OrderTask, StageResult
@@ -99,7 +99,13 @@ def run_joint(task: JointTask, options: PlannerOptions, backend: Backend) -> Sta
             for i, (j, al) in jm.k.items():
                 offs[i] = round(values[j]) * al * om.unit
             res.offsets = offs
-            res.objective = max((offs[i] + g.bufs[i].size for i in offs), default=0)
+            res.objective = max(
+                (
+                    offs[i] + slot_size(g.bufs[i].size, g.bufs[i].alignment, options.pad_sizes)
+                    for i in offs
+                ),
+                default=0,
+            )
         else:
             res.status, res.reason = "error", "decoded order is not topological"
     peak_units = int((bound + 1e-6) // jm.weight) if bound > 0 else 0

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .graph import Graph
+from .heuristics import slot_size
 from .options import PlannerOptions
 from .solvers import (
     JointTask,
@@ -217,10 +218,12 @@ class CpSatSolver:
         arena = model.NewIntVar(0, ub, "arena")
         xs: dict[int, Any] = {}
         t_ivls, a_ivls, demands = [], [], []
+        slots = {}
         for i, b in enumerate(g.bufs):
-            size, al = b.size // unit, max(1, b.alignment // unit)
-            if not b.placed or size == 0:
+            if not b.placed or b.size == 0:
                 continue
+            slots[i] = slot_size(b.size, b.alignment, options.pad_sizes)
+            size, al = slots[i] // unit, max(1, b.alignment // unit)
             k = model.NewIntVar(0, max(0, (ub - size) // al), f"k{i}")
             x = k * al if al > 1 else k
             xs[i] = (k, al)
@@ -248,7 +251,7 @@ class CpSatSolver:
             for i, (k, al) in xs.items():
                 offs[i] = solver.Value(k) * al * unit
             res.offsets = offs
-            res.objective = max((offs[i] + g.bufs[i].size for i in offs), default=0)
+            res.objective = max((offs[i] + slots[i] for i in slots), default=0)
             bound = int(solver.BestObjectiveBound())
             res.peak_bound = (bound // weight) * unit
             if status == "optimal":

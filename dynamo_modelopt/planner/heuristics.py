@@ -34,6 +34,15 @@ def align_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
+def slot_size(size: int, alignment: int, pad: bool = True) -> int:
+    """Bytes a buffer occupies in the arena: its size rounded up to its alignment (the block
+    an allocator hands out) when `pad`, else its size. Padding changes no feasible placement
+    when all alignments are equal (the next aligned offset above a buffer is already past its
+    padding), but it makes the live-bytes bound tight: unpadded, that bound sits up to one
+    alignment per live buffer below every possible arena, so no search can prove it."""
+    return align_up(size, alignment) if pad else size
+
+
 # -- orders --------------------------------------------------------------------------------
 def _memory_list_schedule(g: Graph, rule: str) -> list[int]:
     """List scheduling that tracks live bytes exactly under the timing model."""
@@ -149,10 +158,15 @@ def best_order(problem: Problem) -> list[str]:
 
 
 # -- offsets -------------------------------------------------------------------------------
-def items_for(g: Graph, order: list[int]) -> dict[int, Item]:
-    """Placed buffers (by buffer index) with their live steps for `order`."""
+def items_for(g: Graph, order: list[int], pad: bool = True) -> dict[int, Item]:
+    """Placed buffers (by buffer index) with their live steps for `order`; sizes are slot
+    sizes (see `slot_size`)."""
     ivs = g.intervals(order)
-    return {i: Item(b.size, b.alignment, *ivs[i]) for i, b in enumerate(g.bufs) if b.placed}
+    return {
+        i: Item(slot_size(b.size, b.alignment, pad), b.alignment, *ivs[i])
+        for i, b in enumerate(g.bufs)
+        if b.placed
+    }
 
 
 def time_neighbours(items: dict[int, Item]) -> dict[int, list[int]]:
@@ -238,7 +252,7 @@ def placement_ok(items: dict[int, Item], offsets: dict[int, int]) -> bool:
 
 
 def arena_lower_bound(items: dict[int, Item]) -> int:
-    """Max over steps of live placed bytes: no placement can do better."""
+    """Max over steps of live placed (slot) bytes: no placement can do better."""
     if not items:
         return 0
     n = max(it.end for it in items.values()) + 2
@@ -253,9 +267,18 @@ def arena_lower_bound(items: dict[int, Item]) -> int:
     return best
 
 
-def best_fit_offsets(problem: Problem, order: list[str]) -> tuple[dict[str, int], int]:
+def best_fit_offsets(
+    problem: Problem, order: list[str], pad: bool = True
+) -> tuple[dict[str, int], int]:
     """Best-fit offsets of the placed alias roots for `order`: (offsets by name, arena bytes)."""
     g = build_graph(problem)
     idx = [g.index[o] for o in order]
-    offsets, arena = best_fit(items_for(g, idx))
+    offsets, arena = best_fit(items_for(g, idx, pad))
     return {g.bufs[i].name: off for i, off in offsets.items()}, arena
+
+
+def placed_live_peak(problem: Problem, order: list[str], pad: bool = True) -> int:
+    """Peak over steps of the slot bytes of placed buffers live in `order`: the arena's own
+    lower bound, which an optimal placement reaches unless fragmentation is unavoidable."""
+    g = build_graph(problem)
+    return arena_lower_bound(items_for(g, [g.index[o] for o in order], pad))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .graph import Graph
-from .heuristics import Item
+from .heuristics import Item, slot_size
 from .options import PlannerOptions
 from .solvers import (
     buffer_interval_window,
@@ -238,9 +238,12 @@ def joint_milp(
     for (i, s), _ in live.items():
         steps.setdefault(i, set()).add(s)
     placed = [i for i, b in enumerate(g.bufs) if b.placed and b.size // unit > 0]
+    slots = {
+        i: slot_size(g.bufs[i].size, g.bufs[i].alignment, options.pad_sizes) // unit for i in placed
+    }
     for i in placed:
         b = g.bufs[i]
-        size, al = b.size // unit, max(1, b.alignment // unit)
+        size, al = slots[i], max(1, b.alignment // unit)
         k[i] = (m.var(0, max(0, (ub - size) // al), True), al)
         m.row({arena: 1.0, k[i][0]: -al}, size, INF)
     always = set(range(g.n))
@@ -253,7 +256,7 @@ def joint_milp(
                 continue
             y = m.var(0, 1, True)
             (ki, ai), (kj, aj) = k[i], k[j]
-            szi, szj = g.bufs[i].size // unit, g.bufs[j].size // unit
+            szi, szj = slots[i], slots[j]
             for s in common:
                 li, lj = live.get((i, s)), live.get((j, s))
                 # relax by ub for each of the two buffers not live at s

@@ -25,6 +25,9 @@ class PlannerOptions:
         symmetry_breaking: order interchangeable operations by their given index.
         warm_start: hint the solvers with the best heuristic solution.
         exact_offsets: run the exact canonical-placement search for offsets before CP-SAT.
+        pad_sizes: a placed buffer occupies its size rounded up to its alignment in the arena
+            (an allocator's block), so the arena's bound, the peak of live padded bytes, is
+            reachable; off, the arena counts raw sizes (at most one alignment less).
     deterministic: same result for the same seed and threads (CP-SAT interleaved search);
         False lets CP-SAT run its parallel portfolio, faster but not reproducible.
     """
@@ -42,6 +45,7 @@ class PlannerOptions:
     symmetry_breaking: bool = True
     warm_start: bool = True
     exact_offsets: bool = True
+    pad_sizes: bool = True
     deterministic: bool = True
 
     def __post_init__(self) -> None:

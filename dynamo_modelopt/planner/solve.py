@@ -227,7 +227,7 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
         if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
             continue  # best-fit (quadratic) only for the given order and one least-peak order
         seen.append(order)
-        offs, arena = best_fit(items_for(g, order))
+        offs, arena = best_fit(items_for(g, order, options.pad_sizes))
         scored.append((peaks[rule], arena, rank, rule, order, offs))
     scored.sort(key=lambda c: c[:3])
     h_peak, h_arena, _, h_rule, h_order, h_offs = scored[0]
@@ -264,7 +264,7 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
 
     # offsets ------------------------------------------------------------------------------
     t = time.perf_counter()
-    items = items_for(g, order)
+    items = items_for(g, order, options.pad_sizes)
     offsets, arena, off_proved, off_improved, method = _offsets_stage(
         items, clock.left() * (0.4 if joint else 0.95), options, notes, stats
     )
@@ -289,14 +289,19 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
             if res.reason:
                 notes.append(res.reason)
             stats["joint_status"] = res.status
+            j_items = (
+                items_for(g, res.order, options.pad_sizes)
+                if res.order is not None and g.is_topological(res.order)
+                else None
+            )
             if (
-                res.order is not None
+                j_items is not None
+                and res.order is not None
                 and res.offsets is not None
-                and g.is_topological(res.order)
-                and placement_ok(items_for(g, res.order), res.offsets)
+                and placement_ok(j_items, res.offsets)
             ):
                 jp = g.peak(res.order)
-                ja = max((res.offsets[i] + g.bufs[i].size for i in res.offsets), default=0)
+                ja = max((res.offsets[i] + it.size for i, it in j_items.items()), default=0)
                 if (jp, ja) < (peak, arena):
                     order, offsets, arena, peak = res.order, res.offsets, ja, jp
                     order_improved = True
@@ -334,7 +339,7 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
         off_proved
         if chosen is candidates[0]
         else chosen.arena_bytes
-        <= arena_lower_bound(items_for(g, [g.index[o] for o in chosen.order]))
+        <= arena_lower_bound(items_for(g, [g.index[o] for o in chosen.order], options.pad_sizes))
     )
     chosen.lower_bound_bytes = min(lower, chosen.peak_bytes)
     chosen.status = "optimal" if proved else ("time_limit" if improved else "heuristic")
