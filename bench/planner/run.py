@@ -1,7 +1,7 @@
 """Benchmark the planner on every instance in bench/planner/instances/*.json.
 
     python bench/planner/run.py [--solver auto] [--mode two_stage] [--time-limit 60]
-        [--threads 2] [--only SUBSTRING] [--real-only] [--off SWITCH]
+        [--threads 2] [--only SUBSTRING] [--real-only] [--off SWITCH] [--on SWITCH]
         [--out bench/planner/results.md]
 
 Prints a markdown table and writes it, with the command, date and machine, to --out.
@@ -67,11 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--off", action="append", default=[], help="a PlannerOptions switch to turn off (ablation)"
     )
+    ap.add_argument(
+        "--on", action="append", default=[], help="a PlannerOptions switch to turn on (ablation)"
+    )
     ap.add_argument("--instances", type=Path, default=HERE / "instances")
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
     args = ap.parse_args(argv)
     options = options_from_args(
-        args, deterministic=bool(args.deterministic), **{name: False for name in args.off}
+        args,
+        deterministic=bool(args.deterministic),
+        **{name: False for name in args.off},
+        **{name: True for name in args.on},
     )
     header = (
         "| instance | nodes | tensors | solver | mode | given peak MiB | planned peak MiB "

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .heuristics import arena_lower_bound, slot_size
 from .milp import Milp, joint_milp, offsets_milp, order_milp
 from .options import PlannerOptions
-from .solvers import JointTask, OffsetTask, OrderTask, StageResult
+from .solvers import JointTask, OffsetTask, OrderTask, StageResult, step_hint, step_windows
 
 # (milp, options, time_limit) -> (status, values or None, best bound)
 Backend = Callable[[Milp, PlannerOptions, float], tuple[str, list[float] | None, float]]
@@ -16,12 +16,11 @@ Backend = Callable[[Milp, PlannerOptions, float], tuple[str, list[float] | None,
 
 def run_order(task: OrderTask, options: PlannerOptions, backend: Backend) -> StageResult:
     t0 = time.perf_counter()
-    om = order_milp(task.graph, options, task.upper, task.lower)
+    om = order_milp(task.graph, options, task.upper, task.lower, shared=options.fewer_steps)
     if options.warm_start and task.hint is not None:
-        for step, v in enumerate(task.hint):
-            for (u, s), j in om.x.items():
-                if u == v:
-                    om.milp.start[j] = 1.0 if s == step else 0.0
+        step = step_hint(task.graph, task.hint, om.shared)
+        for (u, s), j in om.x.items():
+            om.milp.start[j] = 1.0 if s == step[u] else 0.0
     status, values, bound = backend(om.milp, options, task.time_limit)
     res = StageResult(status=status, seconds=time.perf_counter() - t0)
     if values is not None and status in ("optimal", "feasible"):
@@ -34,6 +33,10 @@ def run_order(task: OrderTask, options: PlannerOptions, backend: Backend) -> Sta
     res.bound = max(task.lower, int(-(-(bound - 1e-6) // 1)) * om.unit if bound > 0 else 0)
     if res.objective is not None:
         res.bound = min(res.bound, res.objective)
+    if om.shared:  # the model's optimum is not the problem's: it proves nothing
+        res.bound = task.lower
+        if res.status == "optimal":
+            res.status = "feasible"
     res.peak_bound = res.bound
     res.info = {"vars": om.milp.n_vars, "rows": om.milp.n_rows}
     return res
@@ -60,6 +63,8 @@ def run_offsets(task: OffsetTask, options: PlannerOptions, backend: Backend) -> 
 
 def order_size_estimate(task: OrderTask, options: PlannerOptions) -> int:
     """A cheap lower estimate of the order MILP's variable count (the x[v, s] booleans)."""
+    if options.fewer_steps:
+        return sum(hi - lo + 1 for lo, hi in step_windows(task.graph, options)[1])
     g = task.graph
     if not options.use_windows:
         return g.n * g.n
@@ -67,7 +72,7 @@ def order_size_estimate(task: OrderTask, options: PlannerOptions) -> int:
 
 
 def order_size(task: OrderTask, options: PlannerOptions) -> tuple[int, int]:
-    om = order_milp(task.graph, options, task.upper, task.lower)
+    om = order_milp(task.graph, options, task.upper, task.lower, shared=options.fewer_steps)
     return om.milp.n_vars, om.milp.n_rows
 
 

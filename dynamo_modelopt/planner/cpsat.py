@@ -27,6 +27,8 @@ from .solvers import (
     interchangeable_pairs,
     op_windows,
     size_unit,
+    step_hint,
+    step_windows,
 )
 
 
@@ -61,25 +63,29 @@ def _status(cp_model: Any, code: int) -> str:
 class _OrderVars:
     """Positions and buffer intervals of an order model, shared by order and joint models."""
 
-    def __init__(self, model: Any, g: Graph, options: PlannerOptions, unit: int) -> None:
+    def __init__(
+        self, model: Any, g: Graph, options: PlannerOptions, unit: int, shared: bool = False
+    ) -> None:
+        """`shared`: operations may share timesteps (`step_windows`); else one per step."""
         n = g.n
-        win = op_windows(g, options.use_windows)
+        steps, win = step_windows(g, options) if shared else (n, op_windows(g, options.use_windows))
+        self.shared = steps < n
         self.pos = [model.NewIntVar(win[v][0], win[v][1], f"pos{v}") for v in range(n)]
-        if n > 1:
+        if n > 1 and not self.shared:
             model.AddAllDifferent(self.pos)
         for u in range(n):
             for v in g.succ[u]:
                 model.Add(self.pos[u] < self.pos[v])
         if options.symmetry_breaking:
             for u, v in interchangeable_pairs(g):
-                model.Add(self.pos[u] < self.pos[v])
+                model.Add(self.pos[u] <= self.pos[v] if self.shared else self.pos[u] < self.pos[v])
         self.start: list[Any] = []
         self.end: list[Any] = []  # exclusive end (last live step + 1)
         self.ivl: list[Any] = []
         self.sizes: list[int] = []
-        last = n - 1
+        last = steps - 1
         for i, b in enumerate(g.bufs):
-            s_lo, _s_hi, e_lo, e_hi = buffer_interval_window(g, i, win)
+            s_lo, _s_hi, e_lo, e_hi = buffer_interval_window(g, i, win, steps)
             start = 0 if (b.producer < 0 or b.resident) else self.pos[b.producer]
             if b.resident or b.live_to_end:
                 end = last + 1
@@ -99,8 +105,8 @@ class _OrderVars:
             self.ivl.append(ivl)
             self.sizes.append(b.size // unit)
 
-    def hint(self, model: Any, order: list[int]) -> None:
-        for step, v in enumerate(order):
+    def hint(self, model: Any, g: Graph, order: list[int]) -> None:
+        for v, step in enumerate(step_hint(g, order, self.shared)):
             model.AddHint(self.pos[v], step)
 
     def order(self, solver: Any) -> list[int]:
@@ -130,13 +136,15 @@ class CpSatSolver:
         g = task.graph
         unit = graph_unit(g, options.scale_sizes)
         model = cp_model.CpModel()
-        ov = _OrderVars(model, g, options, unit)
-        peak = model.NewIntVar(task.lower // unit, -(-task.upper // unit), "peak")
+        ov = _OrderVars(model, g, options, unit, shared=options.fewer_steps)
+        # shared steps count more than an order needs: the heuristic peak may be out of reach
+        upper = sum(ov.sizes) if ov.shared else -(-task.upper // unit)
+        peak = model.NewIntVar(task.lower // unit, max(upper, task.lower // unit), "peak")
         if g.n:
             model.AddCumulative(ov.ivl, ov.sizes, peak)
         model.Minimize(peak)
         if options.warm_start and task.hint is not None:
-            ov.hint(model, task.hint)
+            ov.hint(model, g, task.hint)
         solver = cp_model.CpSolver()
         _params(solver, options, task.time_limit)
         code = solver.Solve(model)
@@ -148,6 +156,9 @@ class CpSatSolver:
             res.bound = int(solver.BestObjectiveBound()) * unit
             if status == "optimal":
                 res.bound = res.objective
+        if ov.shared:  # the model's optimum is not the problem's: it proves nothing
+            res.status = "feasible" if res.order is not None else status
+            res.bound = task.lower
         res.bound = max(res.bound, task.lower) if status != "infeasible" else task.lower
         res.peak_bound = res.bound
         res.info = {"unit": unit, "branches": solver.NumBranches()}
@@ -237,7 +248,7 @@ class CpSatSolver:
         weight = ub + 1
         model.Minimize(peak * weight + arena)
         if options.warm_start and task.hint_order is not None:
-            ov.hint(model, task.hint_order)
+            ov.hint(model, g, task.hint_order)
             if task.hint_offsets is not None:
                 for i, (k, al) in xs.items():
                     model.AddHint(k, task.hint_offsets.get(i, 0) // unit // al)

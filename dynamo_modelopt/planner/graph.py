@@ -132,6 +132,20 @@ class Graph:
         ]
 
     @cached_property
+    def levels(self) -> tuple[list[int], list[int]]:
+        """(depth, height) per operation: operations on the longest path from a source to it
+        and from it to a sink, itself excluded. The critical path holds max(depth) + 1."""
+        depth = [0] * self.n
+        for v in self.topo:
+            for u in self.pred[v]:
+                depth[v] = max(depth[v], depth[u] + 1)
+        height = [0] * self.n
+        for v in reversed(self.topo):
+            for w in self.succ[v]:
+                height[v] = max(height[v], height[w] + 1)
+        return depth, height
+
+    @cached_property
     def outs(self) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in range(self.n)]
         for i, b in enumerate(self.bufs):

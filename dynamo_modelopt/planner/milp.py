@@ -24,6 +24,7 @@ from .solvers import (
     interchangeable_pairs,
     op_windows,
     size_unit,
+    step_windows,
 )
 
 
@@ -67,6 +68,7 @@ class OrderMilp:
     x: dict[tuple[int, int], int]
     peak: int
     unit: int
+    shared: bool = False  # operations share steps: the model's bound proves nothing
 
     def decode(self, values: list[float], n: int) -> list[int]:
         pos = {}
@@ -83,46 +85,51 @@ def order_milp(
     lower: int,
     unit: int | None = None,
     live_vars: dict[tuple[int, int], int] | None = None,
+    shared: bool = False,
 ) -> OrderMilp:
     """Time-indexed order model. When `live_vars` is given it is filled with the (boolean)
-    live indicator of every (buffer, step) pair, for the joint model to reuse."""
+    live indicator of every (buffer, step) pair, for the joint model to reuse. `shared`:
+    operations may share timesteps (`step_windows`); else exactly one per step."""
     m = Milp()
     n = g.n
     unit = unit or graph_unit(g, options.scale_sizes)
-    win = op_windows(g, options.use_windows)
+    steps, win = step_windows(g, options) if shared else (n, op_windows(g, options.use_windows))
     x: dict[tuple[int, int], int] = {}
     for v in range(n):
         for s in range(win[v][0], win[v][1] + 1):
             x[v, s] = m.var(0, 1, True)
     for v in range(n):
         m.row({x[v, s]: 1 for s in range(win[v][0], win[v][1] + 1)}, 1, 1)
-    by_step: dict[int, dict[int, float]] = {}
-    for (_v, s), j in x.items():
-        by_step.setdefault(s, {})[j] = 1
-    for s in range(n):
-        m.row(by_step.get(s, {}), 1, 1)
+    if steps == n:
+        by_step: dict[int, dict[int, float]] = {}
+        for (_v, s), j in x.items():
+            by_step.setdefault(s, {})[j] = 1
+        for s in range(n):
+            m.row(by_step.get(s, {}), 1, 1)
 
     def position(v: int) -> dict[int, float]:
         return {x[v, s]: s for s in range(win[v][0], win[v][1] + 1)}
 
-    pairs = [(u, v) for u in range(n) for v in g.succ[u]]
-    if options.symmetry_breaking:
-        pairs += interchangeable_pairs(g)
-    for u, v in pairs:
+    pairs = [(u, v, -1) for u in range(n) for v in g.succ[u]]
+    if options.symmetry_breaking:  # interchangeable operations may share a step
+        pairs += [(u, v, 0 if steps < n else -1) for u, v in interchangeable_pairs(g)]
+    for u, v, gap in pairs:
         coefs = position(u)
         for j, c in position(v).items():
             coefs[j] = coefs.get(j, 0) - c
-        m.row(coefs, -INF, -1)
-    peak = m.var(-(-lower // unit), -(-upper // unit), False, 1.0)
-    const = [0] * n
-    live: dict[int, dict[int, float]] = {s: {} for s in range(n)}
+        m.row(coefs, -INF, gap)
+    # shared steps count more than an order needs: the heuristic peak may be out of reach
+    top = sum(b.size for b in g.bufs) if steps < n else upper
+    peak = m.var(-(-lower // unit), -(-max(top, lower) // unit), False, 1.0)
+    const = [0] * steps
+    live: dict[int, dict[int, float]] = {s: {} for s in range(steps)}
     for i, b in enumerate(g.bufs):
         size = b.size // unit
         if size == 0:
             continue
-        s_lo, _, _, e_hi = buffer_interval_window(g, i, win)
+        s_lo, _, _, e_hi = buffer_interval_window(g, i, win, steps)
         if b.resident or (b.producer < 0 and b.live_to_end):
-            for s in range(n):
+            for s in range(steps):
                 const[s] += size
             continue
         for s in range(s_lo, e_hi + 1):
@@ -155,12 +162,12 @@ def order_milp(
                 for t in range(win[c][0], min(s - 1, win[c][1]) + 1):
                     coefs[x[c, t]] = coefs.get(x[c, t], 0) + 1
                 m.row(coefs, made_const, INF)
-    for s in range(n):
+    for s in range(steps):
         coefs = {peak: 1.0}
         for j, c in live[s].items():
             coefs[j] = -c
         m.row(coefs, const[s], INF)
-    return OrderMilp(m, x, peak, unit)
+    return OrderMilp(m, x, peak, unit, steps < n)
 
 
 @dataclass

@@ -25,6 +25,11 @@ class PlannerOptions:
         symmetry_breaking: order interchangeable operations by their given index.
         warm_start: hint the solvers with the best heuristic solution.
         exact_offsets: run the exact canonical-placement search for offsets before CP-SAT.
+        fewer_steps: MODeL's fewer timesteps than operations in the order models: independent
+            operations may share a step, down to max(critical path, step_fraction * operations)
+            steps. Smaller models, but a shared step counts all its operations' buffers at once,
+            so the optimum can be missed and the model's dual bound is not used (off by
+            default: see bench/planner/results_fewer_steps.md).
         pad_sizes: a placed buffer occupies its size rounded up to its alignment in the arena
             (an allocator's block), so the arena's bound, the peak of live padded bytes, is
             reachable; off, the arena counts raw sizes (at most one alignment less).
@@ -46,6 +51,8 @@ class PlannerOptions:
     warm_start: bool = True
     exact_offsets: bool = True
     pad_sizes: bool = True
+    fewer_steps: bool = False
+    step_fraction: float = 0.0
     deterministic: bool = True
 
     def __post_init__(self) -> None:
@@ -55,5 +62,7 @@ class PlannerOptions:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.time_limit < 0:
             raise ValueError("time_limit must be >= 0")
+        if not 0.0 <= self.step_fraction <= 1.0:
+            raise ValueError("step_fraction must lie in [0, 1]")
         if self.threads < 1:
             raise ValueError("threads must be >= 1")

@@ -128,11 +128,12 @@ def interchangeable_pairs(graph: Graph) -> list[tuple[int, int]]:
 
 
 def buffer_interval_window(
-    graph: Graph, i: int, windows: list[tuple[int, int]]
+    graph: Graph, i: int, windows: list[tuple[int, int]], steps: int | None = None
 ) -> tuple[int, int, int, int]:
-    """(earliest start, latest start, earliest end, latest end) of buffer i's live steps."""
+    """(earliest start, latest start, earliest end, latest end) of buffer i's live steps, in
+    a model of `steps` timesteps (default: one per operation)."""
     b = graph.bufs[i]
-    last = graph.n - 1
+    last = (graph.n if steps is None else steps) - 1
     if b.producer < 0 or b.resident:
         s_lo = s_hi = 0
     else:
@@ -150,3 +151,48 @@ def op_windows(graph: Graph, use_windows: bool) -> list[tuple[int, int]]:
     if use_windows:
         return graph.windows
     return [(0, graph.n - 1)] * graph.n
+
+
+def step_count(graph: Graph, options: PlannerOptions) -> int:
+    """Timesteps of an order model. One per operation, unless `fewer_steps`: then
+    max(critical path, step_fraction * operations), as MODeL allows (see `step_windows`)."""
+    n = graph.n
+    if not options.fewer_steps or n == 0:
+        return n
+    depth, _ = graph.levels
+    return min(n, max(max(depth) + 1, math.ceil(options.step_fraction * n)))
+
+
+def step_windows(graph: Graph, options: PlannerOptions) -> tuple[int, list[tuple[int, int]]]:
+    """(timesteps, window of each operation) of an order model.
+
+    With one step per operation the windows are the ASAP/ALAP positions. With fewer steps
+    (MODeL's simplification) independent operations may share a step, and the model counts
+    a step as if they all ran at once: every input and output of the step live together.
+    Running a shared step's operations one after the other never needs more than that, so
+    every model solution decodes (by step, then given index) to an order whose true peak is
+    at most the model's objective; but the model can miss the optimum (some orders have no
+    cheap grouping), so its dual bound is not a bound on the problem and is discarded."""
+    steps = step_count(graph, options)
+    if steps == graph.n:
+        return steps, op_windows(graph, options.use_windows)
+    if not options.use_windows:
+        return steps, [(0, steps - 1)] * graph.n
+    depth, height = graph.levels
+    return steps, [(depth[v], steps - 1 - height[v]) for v in range(graph.n)]
+
+
+def step_hint(graph: Graph, order: list[int], shared: bool) -> list[int]:
+    """Step of each operation for a solver hint of `order`: its position, or with shared
+    steps the order cut into runs of independent operations (an operation opens a new step
+    when one of its predecessors is in the current one), which keeps the order's sequence."""
+    step = [0] * graph.n
+    if not shared:
+        for k, v in enumerate(order):
+            step[v] = k
+        return step
+    current = 0
+    for v in order:
+        current = max([current] + [step[u] + 1 for u in graph.pred[v]])
+        step[v] = current
+    return step
