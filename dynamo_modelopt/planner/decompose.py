@@ -40,6 +40,8 @@ class Block:
 
 
 def cut_operations(g: Graph) -> list[int]:
+    """Operations related to every other one (on the graph's bitsets: networkx measured 500x
+    slower on GPT-2-XL, see `Graph.ancestors`)."""
     full = (1 << g.n) - 1
     return [v for v in range(g.n) if (g.ancestors[v] | g.descendants[v] | (1 << v)) == full]
 

@@ -111,6 +111,10 @@ class Graph:
             raise ValueError(f"problem {self.name!r}: the operation graph has a cycle")
         return out
 
+    # Reachability stays on Python-int bitsets, not networkx: on GPT-2-XL backward (1256
+    # operations) both bitset sets take under 1 ms, networkx's ancestors + descendants per
+    # node 272 ms and transitive_closure_dag 290 ms (bench/planner/reachability.py); the
+    # bounds also OR these sets per buffer, which a node-set representation would slow more.
     @cached_property
     def ancestors(self) -> list[int]:
         """Bitset of strict ancestors per operation."""
