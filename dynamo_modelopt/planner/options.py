@@ -24,6 +24,8 @@ class PlannerOptions:
         scale_sizes: divide sizes and alignments by their GCD inside the models.
         symmetry_breaking: order interchangeable operations by their given index.
         warm_start: hint the solvers with the best heuristic solution.
+        local_search: improve the best heuristic order, and the solver's when unproved, by
+            moving single operations across the peak step (`heuristics.improve_order`).
         exact_offsets: run the exact canonical-placement search for offsets before CP-SAT.
         fewer_steps: MODeL's fewer timesteps than operations in the order models: independent
             operations may share a step, down to max(critical path, step_fraction * operations)
@@ -50,6 +52,7 @@ class PlannerOptions:
     symmetry_breaking: bool = True
     warm_start: bool = True
     exact_offsets: bool = True
+    local_search: bool = True
     pad_sizes: bool = True
     fewer_steps: bool = False
     step_fraction: float = 0.0
