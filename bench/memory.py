@@ -90,9 +90,13 @@ class CudaPeak:
 
 
 def cuda_peak(fn: Callable[[], Any], device: torch.device | str = "cuda") -> CudaPeak:
-    """Run `fn()` once with CUDA's peak counters reset before it."""
+    """Run `fn()` once with CUDA's peak counters reset before it.
+
+    The caching allocator's cache is emptied first, so the reserved peak is this call's own and
+    not what earlier calls (another backend, the compile) left reserved."""
     gc.collect()
     torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     start_bytes = torch.cuda.memory_allocated(device)
     fn()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
 import os
 import platform
 import shlex
@@ -305,6 +306,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sgd", action="store_true", help="add an SGD step to training steps")
     parser.add_argument("--solver", default=None, help="modelopt solver option")
     parser.add_argument("--time-limit", type=float, default=None, help="modelopt seconds/graph")
+    parser.add_argument(
+        "--options",
+        default=None,
+        help='more modelopt options as JSON, e.g. \'{"arena": "on", "settings": "default"}\'',
+    )
     parser.add_argument("--timeline-model", default=None, help="model of the timeline plot")
     parser.add_argument("--out", default=os.path.join("bench", "results"))
     return parser.parse_args(argv)
@@ -327,6 +333,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     if args.time_limit or args.quick:
         # --quick's graphs are tiny; 2 s per graph keeps the run to a couple of minutes.
         options["time_limit"] = args.time_limit or 2.0
+    if args.options:
+        options.update(json.loads(args.options))
     backends = tuple(name.strip() for name in args.backends.split(",") if name.strip())
     unknown = [name for name in backends if name not in BACKENDS]
     if unknown:

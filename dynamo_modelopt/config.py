@@ -8,6 +8,8 @@ from typing import Any
 
 from .planner.options import PlannerOptions
 
+ARENA_MODES = ("auto", "on", "off")
+
 
 @dataclass(frozen=True)
 class ModeloptConfig:
@@ -29,6 +31,10 @@ class ModeloptConfig:
         candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5") forces it.
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
     activation_budgets: the activation memory budgets tried in training.
+    arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved
+        out at the offset the planner chose, wherever that is predicted not to raise the graph's
+        peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
+        buffer on its own). See `inductor/arena.py`.
     save_problems: a directory where each graph's planning problem and plan are written as
         JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
     """
@@ -44,9 +50,12 @@ class ModeloptConfig:
     settings: str = "auto"
     max_recompute_overhead: float = 0.05
     activation_budgets: tuple[float, ...] = (0.5,)
+    arena: str = "auto"
     save_problems: str | None = None
 
     def __post_init__(self) -> None:
+        if self.arena not in ARENA_MODES:
+            raise ValueError(f"modelopt: arena must be one of {ARENA_MODES}, not {self.arena!r}")
         object.__setattr__(self, "activation_budgets", tuple(self.activation_budgets))
         if self.max_recompute_overhead < 0:
             raise ValueError("modelopt: max_recompute_overhead must be >= 0")

@@ -59,6 +59,11 @@ class GraphReport:
         )
         if self.emitted_peak_bytes is not None:
             text += f" emitted={self.emitted_peak_bytes / mib:.2f} MiB"
+        arena = self.details.get("arena")
+        if arena and arena.get("used"):
+            text += f" arenas={arena['arena_bytes'] / mib:.2f} MiB in {len(arena['arenas'])}"
+        elif arena:
+            text += f" no arena ({arena.get('reason')})"
         if self.fallback_reason:
             text += f" fallback: {self.fallback_reason}"
         return text

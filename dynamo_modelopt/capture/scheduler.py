@@ -56,8 +56,11 @@ def _size_hint(expr: Any) -> int:
     """
     from torch._inductor.virtualized import V
 
+    sizevars = V.graph.sizevars
+    # newer torch names it guarding_hint_or_throw; torch 2.11 has size_hint_or_throw.
+    hint = getattr(sizevars, "guarding_hint_or_throw", None) or sizevars.size_hint_or_throw
     try:
-        return int(V.graph.sizevars.guarding_hint_or_throw(expr))
+        return int(hint(expr))
     except Exception as exc:
         raise UnplannableGraph(f"size {expr} depends on data and has no bound ({exc})") from exc
 

@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torch._inductor.custom_graph_pass import CustomSchedulerPass
+try:
+    from torch._inductor.custom_graph_pass import CustomSchedulerPass
+except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` takes any callable
+    CustomSchedulerPass = object  # type: ignore[misc,assignment]
 
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
 from ..capture.scheduler import (
@@ -30,8 +33,16 @@ from ..capture.scheduler import (
     problem_from_scheduler,
 )
 from ..config import ModeloptConfig
-from ..planner import check_plan, live_bytes_profile, live_ranges, peak_live_bytes, plan
+from ..planner import (
+    check_plan,
+    fold_aliases,
+    live_bytes_profile,
+    live_ranges,
+    peak_live_bytes,
+    plan,
+)
 from ..report import GraphReport, add_report
+from .arena import ArenaPlan, NoArena, long_lived_first, plan_arena
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -166,7 +177,7 @@ class PlanOrderPass(CustomSchedulerPass):
             },
         )
         add_report(report)
-        _account_emitted_code(problem, order, report)
+        _account_emitted_code(problem, order, report, self.config)
         return captured.nodes_in(order)
 
 
@@ -222,30 +233,140 @@ def _estimated_runtime(nodes: list[BaseSchedulerNode]) -> float:
     return flops / _CPU_FLOPS_PER_SECOND + moved / _CPU_BYTES_PER_SECOND
 
 
-def _account_emitted_code(problem: Any, order: list[str], report: GraphReport) -> None:
-    """Once Inductor has generated this graph's kernels, record the peak of what it allocates.
+def _account_emitted_code(
+    problem: Any, order: list[str], report: GraphReport, config: ModeloptConfig
+) -> None:
+    """Once Inductor has generated this graph's kernels, plan and account what it allocates.
 
     Code generation removes kernel-local buffers and reuses dying inputs in place after our pass
-    has run; the wrapper of this graph alone is hooked to read those decisions just before it
-    writes the final code.
+    has run. The wrapper of this graph alone is hooked where it plans its allocations
+    (`run_wrapper_ir_passes`, after every kernel is generated): we read those decisions, predict
+    the graph's peak with Inductor's own allocation and with our arena, and emit the arena
+    where it is predicted not to be higher (see `arena.py`).
     """
     from torch._inductor.virtualized import V
 
     wrapper = V.graph.wrapper_code
-    generate = wrapper.generate
+    inductor_passes = wrapper.run_wrapper_ir_passes
 
-    def generate_and_account(*args: Any, **kwargs: Any) -> Any:
+    def run_passes(is_inference: bool) -> Any:
         try:
             emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
-            report.emitted_peak_bytes = peak_live_bytes(emitted, order)
+            profile = live_bytes_profile(emitted, order)
+            report.emitted_peak_bytes = max(profile, default=0)
             report.details["inplace_reuses"] = len(wrapper.reuses)
             report.details["peak"] = where_is_the_peak(emitted, order)
         except Exception as exc:
-            log.warning("modelopt: could not account the emitted code of %s: %s",
-                        report.graph_name, exc)
-        return generate(*args, **kwargs)
+            log.warning(
+                "modelopt: could not account the emitted code of %s: %s", report.graph_name, exc
+            )
+            return inductor_passes(is_inference)
+        if config.arena != "off" and _emit_arena(wrapper, emitted, order, profile, report, config):
+            return None
+        return inductor_passes(is_inference)
 
-    wrapper.generate = generate_and_account
+    wrapper.run_wrapper_ir_passes = run_passes
+
+
+def _emit_arena(
+    wrapper: Any,
+    emitted: Any,
+    order: list[str],
+    profile: list[int],
+    report: GraphReport,
+    config: ModeloptConfig,
+) -> bool:
+    """Plan this graph's arenas; install them in the wrapper where they are chosen.
+
+    Candidates: every intermediate in arenas, then the 1, 2, 4, ... longest-lived ones left to
+    Inductor's own allocation (see `long_lived_first`); the lowest predicted peak wins, ties to
+    the one with more in arenas (less fragmentation where an allocator has it).
+    """
+    try:
+        candidates = _arena_candidates(wrapper, emitted, order, profile, config)
+    except NoArena as exc:
+        report.details["arena"] = {"used": False, "reason": str(exc)}
+        return False
+    except Exception as exc:
+        if config.strict:
+            raise
+        log.warning("modelopt: no arena for %s: %s", report.graph_name, exc)
+        report.details["arena"] = {"used": False, "reason": f"{type(exc).__name__}: {exc}"}
+        return False
+    predicted, left_out, lines, arenas = min(candidates, key=lambda c: (c[0], len(c[1])))
+    without = max(profile, default=0)
+    used = config.arena == "on" or predicted <= without
+    total = sum(a.arena_bytes for a in arenas)
+    report.details["arena"] = {
+        "used": used,
+        "reason": "" if used else "predicted above Inductor's own allocation",
+        "predicted_peak_with_arena": predicted,
+        "predicted_peak_without_arena": without,
+        "arena_bytes": total,
+        "outside_arena_at_peak": predicted - total,
+        "left_to_inductor": sorted(left_out),
+        "candidates_tried": len(candidates),
+        "arenas": [
+            {
+                "device": a.device,
+                "bytes": a.arena_bytes,
+                "live_peak_bytes": a.live_peak_bytes,
+                "proved": a.proved,
+                "offsets": dict(a.buffers),
+            }
+            for a in arenas
+        ],
+    }
+    if used:
+        wrapper.lines = lines
+        report.emitted_peak_bytes = predicted
+    return used
+
+
+def _arena_candidates(
+    wrapper: Any, emitted: Any, order: list[str], profile: list[int], config: ModeloptConfig
+) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]]:
+    """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried."""
+    without = max(profile, default=0)
+    budget = max(0.2, config.time_limit / 4)
+
+    def candidate(left_out: frozenset[str]) -> tuple[int, frozenset[str], list[Any], list[Any]]:
+        lines, arenas = plan_arena(wrapper, budget, left_out)
+        predicted = max(profile_with_arenas(emitted, order, profile, arenas), default=0)
+        return predicted, left_out, lines, arenas
+
+    found = [candidate(frozenset())]
+    if config.arena == "auto":
+        ranked = long_lived_first(found[0][3])
+        count = 1
+        while min(c[0] for c in found) > without and count <= len(ranked) // 2:
+            found.append(candidate(frozenset(ranked[:count])))
+            count *= 2
+    return found
+
+
+def profile_with_arenas(
+    emitted: Any, order: list[str], profile: list[int], arenas: list[ArenaPlan]
+) -> list[int]:
+    """Live bytes per step once the arenas hold their buffers: each arena is live, whole,
+    from its first buffer's allocation to its last buffer's free; the rest is unchanged."""
+    ranges = live_ranges(emitted, order)
+    sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
+    out = list(profile)
+    for arena in arenas:
+        names = {name for group in arena.group_names for name in group}
+        roots = [name for name in ranges if name in names]
+        for name in roots:
+            first, last = ranges[name]
+            for step in range(first, last + 1):
+                out[step] -= sizes.get(name, 0)
+        if roots:
+            window = (min(ranges[r][0] for r in roots), max(ranges[r][1] for r in roots))
+        else:
+            window = (0, len(out) - 1)
+        for step in range(window[0], window[1] + 1):
+            out[step] += arena.arena_bytes
+    return out
 
 
 def _save(directory: str, graph_name: str, problem: Any, result: Any) -> None:

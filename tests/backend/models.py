@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -72,8 +74,14 @@ def tiny_gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=4,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=256,
+        n_positions=64,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     model = GPT2LMHeadModel(config)
     model.loss_type = "ForCausalLM"  # the default loss lookup warns once and breaks the graph
@@ -108,3 +116,35 @@ def make_case(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
 
 
 CASES = ("mlp", "convbn", "inplace_views", "graph_break", "gpt2")
+
+
+def scalar_loss(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """One scalar from all outputs, weighted by position so each output's gradient differs."""
+    outs = out if isinstance(out, tuple) else (out,)
+    return sum((o.float().sum() * (i + 1) for i, o in enumerate(outs)), torch.zeros(()))
+
+
+def step_for(
+    model: nn.Module, compiled: Callable, inputs: tuple[torch.Tensor, ...], mode: str
+) -> Callable[[], None]:
+    """One inference call (no grad) or one training step that starts with no gradients.
+
+    Gradients from an earlier step are dropped first: a free of memory allocated before a
+    profiled window would skew the peak measured in it.
+    """
+    if mode == "inference":
+        model.eval()
+
+        def infer() -> None:
+            with torch.no_grad():
+                compiled(*inputs)
+
+        return infer
+    model.train()
+
+    def train() -> None:
+        for p in model.parameters():
+            p.grad = None
+        scalar_loss(compiled(*inputs)).backward()
+
+    return train

@@ -15,27 +15,16 @@ import dynamo_modelopt
 from dynamo_modelopt.inductor import order_pass
 from dynamo_modelopt.report import GRAPH_KINDS, STATUSES
 
-from .models import CASES, make_case
+from .models import CASES, make_case, scalar_loss
 
 STRICT = {"strict": True, "time_limit": 5.0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo_modelopt.clear_reports()
-
-
-def _loss(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    outs = out if isinstance(out, tuple) else (out,)
-    return sum((o.float().sum() * (i + 1) for i, o in enumerate(outs)), torch.zeros(()))
 
 
 def _train_step(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], fn: Callable) -> dict:
     """Loss, every parameter's gradient and every buffer after one training step."""
     model.train()
     out = fn(*inputs)
-    loss = _loss(out)
+    loss = scalar_loss(out)
     loss.backward()
     result = {"loss": loss.detach()}
     result.update({f"grad.{n}": p.grad.clone() for n, p in model.named_parameters()})
@@ -121,7 +110,7 @@ def test_inference_matches_eager(case: str, grad_mode: str) -> None:
 def test_graph_break_gives_reports_per_graph() -> None:
     model, inputs = make_case("graph_break")
     compiled = torch.compile(model, backend="modelopt", options=STRICT)
-    _loss(compiled(*inputs)).backward()
+    scalar_loss(compiled(*inputs)).backward()
     reports = _check_reports({"forward", "backward"})
     assert len(reports) >= 4  # two graphs, each a forward and a backward
 

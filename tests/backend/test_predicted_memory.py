@@ -17,15 +17,10 @@ import torch._dynamo
 import dynamo_modelopt
 from bench.memory import kineto_peak_bytes
 
-from .models import make_case
+from .models import make_case, step_for
 
 # measured / predicted must lie in this range (upper side: unmodelled extern workspace)
 LOWEST_RATIO, HIGHEST_RATIO = 0.95, 1.2
-
-
-def _loss(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    outs = out if isinstance(out, tuple) else (out,)
-    return sum((o.float().sum() for o in outs), torch.zeros(()))
 
 
 @pytest.mark.parametrize("case", ["mlp", "convbn", "inplace_views", "gpt2"])
@@ -35,23 +30,8 @@ def test_predicted_peak_matches_kineto(case: str, mode: str) -> None:
     dynamo_modelopt.clear_reports()
     model, inputs = make_case(case)
     model = copy.deepcopy(model)
-    compiled = torch.compile(
-        model, backend="modelopt", options={"strict": True, "reorder": False}
-    )
-    if mode == "inference":
-        model.eval()
-
-        def step() -> None:
-            with torch.no_grad():
-                compiled(*inputs)
-    else:
-        model.train()
-
-        def step() -> None:
-            for p in model.parameters():
-                p.grad = None  # a free of memory from before the window would skew the peak
-            _loss(compiled(*inputs)).backward()
-
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True, "reorder": False})
+    step = step_for(model, compiled, inputs, mode)
     step()  # compile outside the profiled window
     for p in model.parameters():
         p.grad = None

@@ -13,12 +13,6 @@ from dynamo_modelopt.decide import Candidate, Trial, candidates, choose
 from .models import make_case
 
 
-@pytest.fixture(autouse=True)
-def _fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo_modelopt.clear_reports()
-
-
 def _train(case: str, settings: str) -> tuple[dict[str, torch.Tensor], int, int]:
     """Loss and grads of one step, its measured peak and the predicted peak of the step."""
     torch._dynamo.reset()

@@ -1,0 +1,252 @@
+"""Emit the static memory plan: one arena per device, every intermediate buffer at its offset.
+
+Inductor's wrapper normally allocates each buffer on its own (`empty_strided`) and only reuses a
+freed buffer of the same size. Its pool planner (`codegen/memory_planning.py`) is the extension
+point for allocating from pools instead: `MemoryPlanner` turns the wrapper's allocation lines into
+`alloc_from_pool(pool, offset, ...)` views, and its `allocate_groups` decides pools and offsets.
+We subclass it and replace only that decision: the buffers of a graph that are not outputs go into
+one arena per device, at offsets from the planner's exact offset search (MiniMalloc-style, see
+`planner/offsets_exact.py`) over the live ranges the wrapper really has, after kernel-local
+buffers were removed and in-place reuses joined. Outputs (a training forward's saved
+activations, gradients, the user's results) keep an allocation of their own, so nothing returned
+by a graph pins the arena, and each call allocates a fresh arena: two steps in flight,
+`retain_graph`, gradient accumulation or evaluation between steps never share its memory.
+
+What the arena leaves outside is counted in the report: graph inputs (freed by a backward as it
+consumes them), outputs, and what extern kernels allocate themselves (fallback ops, their
+workspace). The arena is emitted where our cost model predicts it does not raise the graph's
+peak over Inductor's own allocation (option `arena`: "auto"), or always ("on").
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import sympy
+from torch._inductor.codegen.memory_planning import (
+    Allocation,
+    AllocationPool,
+    AllocationTreeNode,
+    BufferGroup,
+    LiveRanges,
+    MemoryPlanner,
+)
+
+from ..planner.heuristics import Item, arena_lower_bound, placement_ok
+from ..planner.offsets_exact import components, exact_offsets
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Inductor's pools align every offset to 64 bytes (`memory_planning._align`); we do the same.
+ARENA_ALIGNMENT = 64
+
+
+class NoArena(Exception):
+    """This graph's allocations cannot go into an arena; the reason says why."""
+
+
+class PlacedRoot(AllocationTreeNode):
+    """The root of an arena: allocations at fixed offsets, decided beforehand."""
+
+    def __init__(self, placed: list[tuple[Allocation, int]], size: int) -> None:
+        self.placed = placed
+        self.size = size
+
+    @property
+    def allocations(self) -> list[Allocation]:
+        return [allocation for allocation, _ in self.placed]
+
+    def allocate(self, block: Allocation, is_last: bool) -> bool:
+        return False  # the plan is fixed: nothing else goes in
+
+    def get_live_ranges(self) -> LiveRanges:
+        return LiveRanges(allocation.live_range for allocation, _ in self.placed)
+
+    def get_size_hint(self) -> int:
+        return self.size
+
+    def get_symbolic_size(self) -> sympy.Expr:
+        return sympy.Integer(self.size)
+
+    def finalize(self, pool: AllocationPool, offset: Any) -> PlacedRoot:
+        for allocation, at in self.placed:
+            allocation.finalize(pool, offset + at)
+        return self
+
+
+@dataclasses.dataclass
+class ArenaPlan:
+    """The offsets chosen for one device's arena."""
+
+    device: str
+    arena_bytes: int
+    live_peak_bytes: int  # max over time of live bytes in it: no placement can do better
+    proved: bool
+    buffers: dict[str, int]  # first buffer name of each group -> offset
+    group_names: list[list[str]]  # all names sharing each group's memory (in-place reuse)
+    lifetimes: dict[str, tuple[int, int]]  # first buffer name -> live steps of the wrapper
+
+
+def _static_size(group: BufferGroup) -> int:
+    size = group.sym_nbytes()
+    try:
+        return int(size)
+    except TypeError as exc:
+        raise NoArena(f"symbolic size {size} of {group.names[0]}") from exc
+
+
+class ArenaMemoryPlanner(MemoryPlanner):
+    """Inductor's pool planner with our placement: one arena per device for non-outputs."""
+
+    def __init__(self, wrapper: Any, time_limit: float, dynamic: frozenset[str]) -> None:
+        super().__init__(wrapper)
+        self.time_limit = time_limit
+        self.dynamic = dynamic  # groups (by first name) left to Inductor's own allocation
+        self.arenas: list[ArenaPlan] = []
+
+    def convert_to_pool_lines(self, lines: list[Any]) -> None:
+        """Inductor's conversion, for intermediates only: outputs keep their own allocation."""
+        from torch._inductor.codegen.memory_planning import (
+            AllocFromPoolLine,
+            DeallocFromPoolLine,
+        )
+        from torch._inductor.codegen.wrapper import AllocateLine, FreeIfNotReusedLine, ReuseLine
+
+        name_to_group = self.compute_buffer_groups(lines)
+        assert self.buffer_groups is not None
+        _mark_outputs_read_by_output_node(self.buffer_groups)
+        self.buffer_groups = [
+            g for g in self.buffer_groups if not g.is_output and g.names[0] not in self.dynamic
+        ]
+        kept = {id(g) for g in self.buffer_groups}
+        planned = {name: g for name, g in name_to_group.items() if id(g) in kept}
+        for i, line in enumerate(lines):
+            if isinstance(line, AllocateLine) and line.node.get_name() in planned:
+                lines[i] = AllocFromPoolLine(self.wrapper, planned[line.node.get_name()])
+            elif isinstance(line, FreeIfNotReusedLine) and line.node.get_name() in planned:
+                lines[i] = DeallocFromPoolLine(self.wrapper, planned[line.node.get_name()])
+            elif isinstance(line, ReuseLine) and line.node.get_name() in planned:
+                line.delete_old = False  # both names view the arena; it is freed as a whole
+
+    def allocate_groups(self) -> None:
+        """One arena per device and per stretch of time in which its buffers overlap.
+
+        Buffers whose lifetimes form separate stretches (no buffer live across the gap) go into
+        separate arenas: an arena is live, whole, from its first allocation to its last free, so
+        a long-lived single arena would hold memory that the gaps free.
+        """
+        assert self.buffer_groups is not None
+        by_device: dict[torch.device, list[BufferGroup]] = defaultdict(list)
+        for group in self.buffer_groups:
+            group.make_allocation()
+            by_device[group.node.get_device()].append(group)
+        for device, groups in by_device.items():
+            items = {i: _item(group) for i, group in enumerate(groups)}
+            for stretch in components(items):
+                members = [groups[i] for i in stretch]
+                pool = self._arena(device, members, [items[i] for i in stretch])
+                self.pools.get_pools(groups[stretch[0]].allocation).append(pool)
+        self.pools.finalize()
+
+    def _arena(
+        self, device: torch.device, groups: list[BufferGroup], items: list[Item]
+    ) -> AllocationPool:
+        placed = {i: it for i, it in enumerate(items) if it.size > 0}
+        result = exact_offsets(placed, self.time_limit) if placed else None
+        offsets = {i: 0 for i in range(len(items))}
+        arena = 0
+        if result is not None:
+            if not placement_ok(placed, result.offsets):
+                raise NoArena("the offset search returned an overlapping placement")
+            offsets.update(result.offsets)
+            arena = result.arena
+        arena = max(arena, ARENA_ALIGNMENT)
+        self.arenas.append(
+            ArenaPlan(
+                device=str(device),
+                arena_bytes=arena,
+                live_peak_bytes=arena_lower_bound(placed),
+                proved=result.proved if result is not None else True,
+                buffers={g.names[0]: offsets[i] for i, g in enumerate(groups)},
+                group_names=[list(g.names) for g in groups],
+                lifetimes={
+                    g.names[0]: (it.start, it.end) for g, it in zip(groups, items, strict=True)
+                },
+            )
+        )
+        root = PlacedRoot([(g.allocation, offsets[i]) for i, g in enumerate(groups)], arena)
+        for allocation, _ in root.placed:
+            allocation.mark_allocated()
+        return AllocationPool(device, root, can_expand=False)  # type: ignore[arg-type]
+
+
+def _mark_outputs_read_by_output_node(groups: list[BufferGroup]) -> None:
+    """Count as outputs the groups whose buffer the graph's OUTPUT node reads.
+
+    Newer torch does this in `MemoryPlanner.compute_buffer_groups`; torch 2.11 marks only
+    the names in `V.graph.get_output_names()`. A no-op where Inductor already did it.
+    """
+    from torch._inductor.virtualized import V
+
+    name_to_buf = V.graph.scheduler.name_to_buf
+    for group in groups:
+        if not group.is_output:
+            group.is_output = any(
+                any(user.node.get_name() == "OUTPUT" for user in buf.users)
+                for name in group.names
+                if (buf := name_to_buf.get(name)) is not None
+            )
+
+
+def _item(group: BufferGroup) -> Item:
+    """A group's bytes and live steps. Inductor's live ranges end exclusively: a buffer freed in
+    the same run of memory lines where another is allocated may share its memory."""
+    begin, end = int(group.live_range.begin), int(group.live_range.end)
+    return Item(_static_size(group), ARENA_ALIGNMENT, begin, max(begin, end - 1))
+
+
+def check_wrapper_lines(lines: list[Any]) -> None:
+    """Raise NoArena where the wrapper holds something our arena does not handle."""
+    from torch._inductor.codegen.wrapper import AllocateLine, EnterSubgraphLine
+
+    for line in lines:
+        if isinstance(line, EnterSubgraphLine):
+            raise NoArena("the graph has subgraphs (control flow)")
+        if isinstance(line, AllocateLine) and getattr(line, "comm_buffer", False):
+            raise NoArena("communication buffers")
+
+
+def plan_arena(
+    wrapper: Any, time_limit: float, dynamic: frozenset[str] = frozenset()
+) -> tuple[list[Any], list[ArenaPlan]]:
+    """The wrapper's lines rewritten to allocate from arenas, and the arenas' plans.
+
+    `dynamic` names groups (by their first buffer) that keep Inductor's own allocation. Works
+    on copies of the lines that the planner mutates, so a caller that decides against the
+    arena can still hand the original lines to Inductor's own pass.
+    """
+    from torch._inductor.codegen.wrapper import ReuseLine
+
+    check_wrapper_lines(wrapper.lines)
+    lines = [copy.copy(line) if isinstance(line, ReuseLine) else line for line in wrapper.lines]
+    planner = ArenaMemoryPlanner(wrapper, time_limit, dynamic)
+    return planner.plan(lines), planner.arenas
+
+
+def long_lived_first(arenas: list[ArenaPlan]) -> list[str]:
+    """Planned groups by decreasing lifetime: the candidates to leave out of the arenas.
+
+    An arena is live, whole, for as long as its longest buffer; a buffer that spans much of the
+    graph keeps the arena's full size live through steps where little else is, so such buffers
+    are the first to try allocating on their own."""
+    spans = [
+        (-(end - start), name) for arena in arenas for name, (start, end) in arena.lifetimes.items()
+    ]
+    return [name for _, name in sorted(spans)]
