@@ -102,7 +102,11 @@ def _error(got: dict, want: dict) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="directory for gpu_check.json")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma list of test models")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list")
     args = parser.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    variants = {v: VARIANTS[v] for v in args.variants.split(",") if v}
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; nothing measured")
         return 0
@@ -114,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| case | mode | variant | max error vs eager | allocated B | reserved B | predicted B "
           "| arena used |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for case in CASES:
+    for case in cases:
         for mode in ("training", "inference"):
             eager = None
-            for variant, options in VARIANTS.items():
+            for variant, options in variants.items():
                 try:
                     row = _row(case, mode, variant, options)
                 except Exception as exc:  # one failure must not hide the other rows
