@@ -7,14 +7,31 @@ Measured with the kineto profiler on torch 2.14, CPU (oneDNN), for `aten.convolu
 - backward, channels-last: two weight-sized temporaries at once (reordered weight and weight
   gradient in blocked layout);
 - backward, contiguous: copies of the output gradient and of the input at once.
+For CPU flash attention (`aten._scaled_dot_product_flash_attention_for_cpu` and its backward),
+the sizes follow ATen's `FlashAttentionKernel.cpp` (checked against kineto on torch 2.14):
+queries are split in blocks of 256/64/32 rows (for query lengths >= 768 / >= 192 / shorter),
+keys in blocks of 512, and each thread gets a buffer of accumulate-type values:
+- forward: a block of scores, two row statistics and a block of output;
+- backward: two blocks of scores (attention and its gradient), plus one row of sums;
+reduced-precision inputs (bf16, fp16) add a copy of the score blocks in their own type.
 On CUDA, cuDNN's workspace depends on the algorithm it picks at run time; we do not model it.
 Each workspace is a tensor live during its kernel's step only, outside our arena.
+
+The rules above miss allocations (oneDNN's scratchpad, for one), so on CPU we measure instead:
+at compile time we run the extern kernel once on real tensors of its inputs' sizes, strides
+and dtypes under the kineto profiler, and take the peak of its allocations above the start,
+less the outputs the graph keeps (those are buffers of their own). The rules stay as the
+fallback wherever a measurement is not possible (see `measured_workspace_bytes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SizeHint = Callable[[Any], int]
 
@@ -47,15 +64,60 @@ def _convolution_backward(inputs: list[Any], size_hint: SizeHint) -> int:
     return _bytes(grad_output, size_hint) + _bytes(x, size_hint)
 
 
+def _attention_blocks(query: Any, key: Any, size_hint: SizeHint) -> tuple[int, int, int]:
+    """(query rows per block, key rows per block, head size) of CPU flash attention."""
+    q_len, head = size_hint(query.get_size()[-2]), size_hint(query.get_size()[-1])
+    kv_len = size_hint(key.get_size()[-2])
+    q_split = 256 if q_len >= 768 else 64 if q_len >= 192 else 32
+    return min(q_split, q_len), min(512, kv_len), head
+
+
+def _accumulate_and_reduced_size(query: Any) -> tuple[int, int]:
+    """Bytes of the accumulate type, and of the input type where it is a reduced float (else 0)."""
+    import torch
+    from torch._inductor.utils import get_dtype_size
+
+    dtype = query.get_dtype()
+    reduced = dtype in (torch.bfloat16, torch.float16)
+    return (4 if reduced else get_dtype_size(dtype)), (get_dtype_size(dtype) if reduced else 0)
+
+
+def _flash_attention(inputs: list[Any], size_hint: SizeHint) -> int:
+    import torch
+
+    query, key = inputs[0], inputs[1]
+    q_block, kv_block, head = _attention_blocks(query, key, size_hint)
+    accumulate, reduced = _accumulate_and_reduced_size(query)
+    threads = torch.get_num_threads()
+    per_thread = q_block * kv_block + 2 * q_block + q_block * head
+    return threads * (per_thread * accumulate + q_block * kv_block * reduced)
+
+
+def _flash_attention_backward(inputs: list[Any], size_hint: SizeHint) -> int:
+    import torch
+
+    query, key = inputs[1], inputs[2]
+    q_block, kv_block, _ = _attention_blocks(query, key, size_hint)
+    accumulate, reduced = _accumulate_and_reduced_size(query)
+    threads = torch.get_num_threads()
+    per_thread = 2 * q_block * kv_block
+    return threads * per_thread * (accumulate + reduced) + q_block * accumulate
+
+
 # op -> (inputs it needs, workspace rule)
 _CPU_RULES: dict[str, tuple[int, Callable[[list[Any], SizeHint], int]]] = {
     "aten.convolution.default": (2, _convolution),
     "aten.convolution_backward.default": (3, _convolution_backward),
+    "aten._scaled_dot_product_flash_attention_for_cpu.default": (3, _flash_attention),
+    "aten._scaled_dot_product_flash_attention_for_cpu_backward.default": (
+        3,
+        _flash_attention_backward,
+    ),
 }
 
 
-def extern_workspace_bytes(ir_node: Any, size_hint: SizeHint) -> int:
-    """Bytes an extern kernel allocates internally during its call (0 when none is known)."""
+def rule_workspace_bytes(ir_node: Any, size_hint: SizeHint) -> int:
+    """Workspace by the rules above (0 where no rule applies, and on any device but the CPU)."""
     op = getattr(ir_node, "op_overload", None)
     device = ir_node.get_device() if hasattr(ir_node, "get_device") else None
     if op is None or device is None or device.type != "cpu":
@@ -65,3 +127,271 @@ def extern_workspace_bytes(ir_node: Any, size_hint: SizeHint) -> int:
     if rule is None or len(inputs) < rule[0]:
         return 0
     return rule[1](inputs, size_hint)
+
+
+# Measurement allocates real copies of the inputs at compile time: above this, use the rules.
+MAX_MEASURED_BYTES = 1 << 30
+# Namespaces whose ops we may run at compile time: pure compute, no side effects beyond their
+# arguments. Custom ops (user code) and mkldnn's packed-weight ops are left to the rules.
+_MEASURED_NAMESPACES = frozenset({"aten"})
+
+_MeasureKey = tuple[Any, ...]
+# key -> workspace bytes, or None where measuring failed (the rules answer then)
+_measured_cache: dict[_MeasureKey, int | None] = {}
+
+
+class _NotMeasurable(Exception):
+    """The node cannot be run eagerly as it stands (a symbolic size, an unknown argument)."""
+
+
+def _static_int(value: Any) -> int:
+    import sympy
+
+    if isinstance(value, bool):
+        raise _NotMeasurable("bool where a size was expected")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, sympy.Integer):
+        return int(value)
+    raise _NotMeasurable(f"symbolic size {value}")
+
+
+def _concrete(value: Any) -> Any:
+    """A constant argument as eager code takes it; symbolic values and IR nodes raise."""
+    import sympy
+    from torch._inductor.ir import IRNode
+
+    if isinstance(value, IRNode):
+        raise _NotMeasurable(f"IR node among the constant arguments: {type(value).__name__}")
+    if isinstance(value, sympy.Basic):
+        if isinstance(value, sympy.Integer):
+            return int(value)
+        if isinstance(value, sympy.Float):
+            return float(value)
+        raise _NotMeasurable(f"symbolic argument {value}")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_concrete(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _concrete(v) for k, v in value.items()}
+    return value
+
+
+_TensorSpec = tuple[tuple[int, ...], tuple[int, ...], Any, Any]  # size, stride, dtype, device
+
+
+def _tensor_spec(node: Any) -> _TensorSpec:
+    from torch._inductor.ir import IRNode
+
+    if not isinstance(node, IRNode):
+        raise _NotMeasurable(f"input is not a tensor: {type(node).__name__}")
+    size = tuple(_static_int(s) for s in node.get_size())
+    stride = tuple(_static_int(s) for s in node.get_stride())
+    device = node.get_device()
+    if device is None or device.type != "cpu":
+        raise _NotMeasurable(f"input on {device}")
+    return size, stride, node.get_dtype(), device
+
+
+def _spec_bytes(spec: _TensorSpec) -> int:
+    import torch
+
+    size, stride, dtype, _ = spec
+    if 0 in size:
+        return 0
+    extent = 1 + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
+    return extent * torch.empty((), dtype=dtype).element_size()
+
+
+def _make_tensor(spec: _TensorSpec) -> Any:
+    import torch
+
+    size, stride, dtype, device = spec
+    # Zeros: valid indices for index inputs, and no overflow or NaN slow paths.
+    return torch.empty_strided(size, stride, dtype=dtype, device=device).zero_()
+
+
+def _kept_output_paths(ir_node: Any) -> tuple[tuple[int, ...], ...] | None:
+    """Index paths into the op's result of the outputs the graph keeps; None: the whole result.
+
+    A multi-output kernel's outputs that no one reads are dropped right after the call (their
+    MultiOutput buffers are removed), so they count as workspace, not as buffers.
+    """
+    from torch._inductor.ir import MultiOutput, MultiOutputLayout
+
+    if not isinstance(getattr(ir_node, "layout", None), MultiOutputLayout):
+        return None
+    removed = _removed_buffers()
+    paths: list[tuple[int, ...]] = []
+
+    def visit(outputs: Any) -> None:
+        if isinstance(outputs, MultiOutput):
+            if outputs.get_name() not in removed:
+                paths.append(tuple(_static_int(index) for _, index in outputs.indices))
+        elif isinstance(outputs, (list, tuple)):
+            for output in outputs:
+                visit(output)
+
+    visit(getattr(ir_node, "outputs", ()))
+    return tuple(paths)
+
+
+def _removed_buffers() -> frozenset[str]:
+    """Buffers Inductor's dead-code elimination removed (none outside a graph's compilation)."""
+    from torch._inductor.virtualized import V
+
+    try:
+        return frozenset(V.graph.removed_buffers)
+    except Exception:  # no graph being compiled: every output counts as kept
+        return frozenset()
+
+
+def _call_of(ir_node: Any) -> tuple[Any, list[_TensorSpec], Callable[[list[Any]], Any], Any]:
+    """(op, input specs, a function from input tensors to the op's result, out spec or None)."""
+    import torch
+    from torch._inductor.ir import ExternKernelAlloc, ExternKernelOut, FallbackKernel
+
+    op = getattr(ir_node, "op_overload", None)
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _MEASURED_NAMESPACES:
+        raise _NotMeasurable(f"op {op!r}")
+    specs = [_tensor_spec(x) for x in ir_node.inputs]
+    constants = [_concrete(c) for c in ir_node.constant_args]
+    kwargs = _concrete(dict(ir_node.kwargs))
+    if isinstance(ir_node, FallbackKernel):
+        unflatten = ir_node.unflatten_args
+
+        def call(tensors: list[Any]) -> Any:
+            args, own_kwargs = unflatten(tensors, constants)
+            return op(*args, **{**kwargs, **_concrete(own_kwargs)})
+
+        return op, specs, call, None
+    if isinstance(ir_node, ExternKernelOut):
+        out_spec = _tensor_spec(ir_node)
+
+        def call_out(tensors: list[Any]) -> Any:
+            # The output buffer is the last tensor, made before the profiled window.
+            *inputs, out = tensors
+            return op(*inputs, *constants, **kwargs, out=out)
+
+        return op, specs, call_out, out_spec
+    if isinstance(ir_node, ExternKernelAlloc):
+        return op, specs, lambda tensors: op(*tensors, *constants, **kwargs), None
+    raise _NotMeasurable(f"node kind {type(ir_node).__name__}")
+
+
+def _result_at(result: Any, path: tuple[int, ...]) -> Any:
+    for index in path:
+        result = result[index]
+    return result
+
+
+def _kept_bytes(result: Any, paths: tuple[tuple[int, ...], ...] | None, before: set[int]) -> int:
+    """Bytes of the kept outputs the call allocated (outputs that alias an input are not)."""
+    import torch
+
+    kept = [result] if paths is None else [_result_at(result, p) for p in paths]
+    total = 0
+    for tensor in kept:
+        if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in before:
+            # numel * element size: what the buffer model charges for the output
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _peak_above_start(prof: Any) -> int:
+    """Max running sum of the profiler's allocator events in time order (as bench/memory.py)."""
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+        key=lambda e: e.start_ns(),
+    )
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def _measure(
+    call: Callable[[list[Any]], Any],
+    specs: Sequence[_TensorSpec],
+    paths: tuple[tuple[int, ...], ...] | None,
+) -> int:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    # Real tensors, no autograd or autocast; the RNG state is restored for random ops.
+    with (
+        _disable_current_modes(),
+        torch.no_grad(),
+        torch.autocast("cpu", enabled=False),
+        torch.random.fork_rng(devices=[]),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        tensors = [_make_tensor(spec) for spec in specs]
+        before = {t.untyped_storage().data_ptr() for t in tensors}
+        call(tensors)  # warm-up: one-time allocations (caches, lazy init) are not workspace
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = call(tensors)
+        kept = _kept_bytes(result, paths, before)
+        del result
+    return max(0, _peak_above_start(prof) - kept)
+
+
+def measured_workspace_bytes(ir_node: Any) -> int | None:
+    """Workspace of a CPU extern kernel, measured by running it; None where we cannot.
+
+    Not measured: symbolic sizes or arguments, inputs not on the CPU, ops outside aten (their
+    side effects are unknown), inputs over `MAX_MEASURED_BYTES`, a profiler already running
+    (kineto does not nest), and any exception from the op.
+    """
+    import torch
+
+    try:
+        if torch._C._autograd._profiler_enabled():
+            return None
+        op, specs, call, out_spec = _call_of(ir_node)
+        paths = _kept_output_paths(ir_node)
+        key: _MeasureKey = (
+            str(op),
+            type(ir_node).__name__,
+            tuple(specs),
+            out_spec,
+            repr(ir_node.constant_args),
+            repr(sorted(ir_node.kwargs.items())),
+            paths,
+            torch.get_num_threads(),  # flash attention allocates a buffer per thread
+        )
+        if key in _measured_cache:
+            return _measured_cache[key]
+        all_specs = specs if out_spec is None else [*specs, out_spec]
+        if sum(_spec_bytes(s) for s in all_specs) > MAX_MEASURED_BYTES:
+            return None
+    except Exception as exc:  # not measurable as it stands: the rules answer
+        log.debug("workspace of %s not measured: %s", getattr(ir_node, "get_name", str)(), exc)
+        return None
+    try:
+        measured: int | None = _measure(call, all_specs, paths)
+    except Exception as exc:
+        log.debug("workspace of %s: measuring failed: %s", op, exc)
+        measured = None
+    _measured_cache[key] = measured
+    return measured
+
+
+def extern_workspace_bytes(ir_node: Any, size_hint: SizeHint, measure: bool = True) -> int:
+    """Bytes an extern kernel allocates internally during its call (0 when none is known).
+
+    On the CPU with `measure`, the kernel is run once (cached per op, shapes, strides, dtypes,
+    constant arguments and thread count) and its workspace measured; where that is not possible,
+    and with `measure=False`, the rules answer. On CUDA only the rules answer (none there: 0).
+    """
+    if ir_node is None or getattr(ir_node, "op_overload", None) is None:
+        return 0
+    if measure:
+        device = ir_node.get_device() if hasattr(ir_node, "get_device") else None
+        if device is not None and device.type == "cpu":
+            measured = measured_workspace_bytes(ir_node)
+            if measured is not None:
+                return measured
+    return rule_workspace_bytes(ir_node, size_hint)
