@@ -45,6 +45,24 @@ def fragmenting() -> Problem:
     )
 
 
+def small_unaligned():
+    """Three 4-byte scalars and one 100-byte buffer live together at step 1 (alignment 64):
+    raw live bytes 112, but any aligned placement needs 64 * 3 + 100 = 292 bytes."""
+    ops = ["s0", "s1", "s2"]
+    t = Tensor
+    return make_problem(
+        ops,
+        [
+            t("a", 4, "s0", ("s2",), alignment=64),
+            t("b", 4, "s0", ("s2",), alignment=64),
+            t("c", 4, "s1", ("s2",), alignment=64),
+            t("big", 100, "s1", ("s2",), alignment=64),
+        ],
+        precedences=list(itertools.pairwise(ops)),
+        name="small_unaligned",
+    )
+
+
 def all_orders(problem: Problem) -> list[list[str]]:
     """Every topological order (for tiny problems)."""
     g = build_graph(problem)

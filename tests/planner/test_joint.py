@@ -11,18 +11,21 @@ from dynamo_modelopt.planner.solve import get_solver
 from dynamo_modelopt.planner.solvers import JointTask
 from dynamo_modelopt.planner.synthetic import random_dag
 
-from .helpers import branchy, brute_force_peak, fragmenting
+from .helpers import branchy, brute_force_peak, fragmenting, small_unaligned
 
 CASES = [
     branchy,
     fragmenting,
     lambda: random_dag(6, 3, alignment=2, sizes=(2, 4, 6)),
     lambda: random_dag(7, 11, alignment=2, sizes=(2, 4, 6)),
+    small_unaligned,  # sizes below their alignment: the arena holds them padded
 ]
 
 
 @pytest.mark.parametrize("solver", ["cpsat", "gurobi", "highs"])
-@pytest.mark.parametrize("make", CASES, ids=["branchy", "fragmenting", "rand6", "rand7"])
+@pytest.mark.parametrize(
+    "make", CASES, ids=["branchy", "fragmenting", "rand6", "rand7", "unaligned"]
+)
 def test_joint_model_reaches_the_two_stage_optimum(solver, make):
     p = make()
     g = build_graph(p)
