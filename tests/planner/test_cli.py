@@ -8,7 +8,7 @@ from pathlib import Path
 from dynamo_modelopt.planner import Plan, Problem, check_plan
 from dynamo_modelopt.planner.__main__ import main
 
-from .helpers import branchy
+from .helpers import branchy, small_unaligned
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,10 +58,11 @@ def test_cli_as_module_json(tmp_path):
     assert summary["status"] in ("heuristic", "optimal")
 
 
-def test_bench_script_runs(tmp_path):
+def _bench(tmp_path, *extra: str) -> str:
     inst = tmp_path / "instances"
-    inst.mkdir()
+    inst.mkdir(exist_ok=True)
     branchy().to_json(inst / "branchy.json")
+    small_unaligned().to_json(inst / "small_unaligned.json")
     out = tmp_path / "results.md"
     subprocess.run(
         [
@@ -73,11 +74,26 @@ def test_bench_script_runs(tmp_path):
             str(out),
             "--time-limit",
             "5",
+            *extra,
         ],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     )
-    text = out.read_text()
+    return out.read_text()
+
+
+def _arena_column(text: str, name: str) -> str:
+    row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+    return row.split(" | ")[11]
+
+
+def test_bench_script_runs(tmp_path):
+    text = _bench(tmp_path)
     assert "| branchy |" in text and "machine:" in text
+    assert _arena_column(text, "small_unaligned") == "yes"
+    assert "arena = live placed peak: 2/2" in text
+    # raw sizes: 3 scalars and a 100-byte buffer need 260 B over a raw live peak of 112 B
+    text = _bench(tmp_path, "--off", "pad_sizes")
+    assert _arena_column(text, "small_unaligned") == "no (+148 B)"
