@@ -160,14 +160,16 @@ def _offsets_stage(
     t0 = time.perf_counter()
     improved, method = False, "best_fit"
     ex: ExactResult | None = None
+    large = len(items) > 1000 and options.exact_offsets
     if options.exact_offsets:
         try:
             # CP-SAT proves small instances fast; on large ones the canonical search's first
             # dive (quadratic in the buffers) is what reaches the bound, so give it that time;
             # past ~1000 buffers CP-SAT finds no placement at all in our budgets (GPT-2-XL
-            # backward: none in 10 s, where the search reaches the bound in 11 s)
+            # backward: none in 10 s, where the search reaches the bound in 11 s) and its
+            # presolve overruns its time limit by seconds, so the search gets all the time
             share = max(0.2, min(2.0, budget * 0.1), 1e-6 * len(items) ** 2)
-            share = budget * 0.9 if len(items) > 1000 else min(budget * 0.5, share)
+            share = budget if large else min(budget * 0.5, share)
             ex = exact_offsets(items, share, hint=offsets)
         except RecursionError as exc:  # very deep groups on small stacks
             notes.append(f"exact offsets: {exc}")
@@ -180,7 +182,7 @@ def _offsets_stage(
             return offsets, arena, True, improved, "exact"
     left = budget - (time.perf_counter() - t0)
     task = OffsetTask(items, offsets, lb, arena, left)
-    solver = _pick(options, task, notes) if left > 0.05 else None
+    solver = _pick(options, task, notes) if left > 0.05 and not large else None
     if solver is None:
         return offsets, arena, False, improved, method
     res = _safe(lambda: solver.solve_offsets(task, options), solver.name)
