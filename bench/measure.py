@@ -31,6 +31,7 @@ class BackendResult:
 
     backend: str
     peak_bytes: int | None = None
+    reserved_bytes: int | None = None  # CUDA only: max_memory_reserved during the step
     step_ms: float | None = None
     compile_seconds: float | None = None
     timeline: list[tuple[int, int]] = field(default_factory=list)
@@ -192,6 +193,7 @@ def _measure_peak(result: BackendResult, step: Callable[[], None], device: torch
     if device.type == "cuda":
         peak = cuda_peak(step, device)
         result.peak_bytes = peak.peak_above_start_bytes
+        result.reserved_bytes = peak.max_reserved_bytes
         result.notes = (
             f"{result.backend}: max_allocated {peak.max_allocated_bytes / 2**20:.1f} MiB, "
             f"max_reserved {peak.max_reserved_bytes / 2**20:.1f} MiB"

@@ -111,6 +111,7 @@ def apply_backend_result(row: Row, result: BackendResult) -> None:
         row.error = _join(row.error, f"{result.backend}: {result.error}")
         return
     setattr(row, f"{result.backend}_peak_bytes", result.peak_bytes)
+    setattr(row, f"{result.backend}_reserved_bytes", result.reserved_bytes)
     setattr(row, f"{result.backend}_step_ms", result.step_ms)
     if result.backend != "eager":
         setattr(row, f"{result.backend}_compile_seconds", result.compile_seconds)

@@ -26,6 +26,11 @@ class Row:
     eager_peak_bytes: int | None = None
     inductor_peak_bytes: int | None = None
     modelopt_peak_bytes: int | None = None
+    # CUDA only: torch.cuda.max_memory_reserved during the step (the caching allocator's
+    # segments, fragmentation included); the *_peak_bytes above are max_memory_allocated
+    eager_reserved_bytes: int | None = None
+    inductor_reserved_bytes: int | None = None
+    modelopt_reserved_bytes: int | None = None
     # modelopt's own cost-model peak of its plan (max over graphs), to compare with the bound:
     # a measured peak counts differently (e.g. not the step's inputs), so the gap uses this.
     planned_peak_bytes: int | None = None
@@ -129,6 +134,9 @@ MARKDOWN_COLUMNS: list[tuple[str, str]] = [
     ("modelopt_peak_bytes", "modelopt MiB"),
     ("modelopt_vs_inductor", "modelopt/Inductor"),
     ("modelopt_vs_eager", "modelopt/eager"),
+    ("eager_reserved_bytes", "eager reserved MiB"),
+    ("inductor_reserved_bytes", "Inductor reserved MiB"),
+    ("modelopt_reserved_bytes", "modelopt reserved MiB"),
     ("planned_peak_bytes", "planned MiB"),
     ("lower_bound_bytes", "bound MiB"),
     ("gap", "gap"),
@@ -160,15 +168,26 @@ def format_cell(row: Row, column: str) -> str:
     return "" if value is None else _one_line(str(value))
 
 
+def markdown_columns(rows: Sequence[Row]) -> list[tuple[str, str]]:
+    """The table's columns; the reserved-memory ones only where some row has them (CUDA)."""
+    return [
+        (column, header)
+        for column, header in MARKDOWN_COLUMNS
+        if not column.endswith("_reserved_bytes")
+        or any(getattr(row, column) is not None for row in rows)
+    ]
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     """The rows and the geometric-mean summaries as one markdown table."""
-    headers = [header for _, header in MARKDOWN_COLUMNS]
+    columns = markdown_columns(rows)
+    headers = [header for _, header in columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
-        cells = [format_cell(row, column) for column, _ in MARKDOWN_COLUMNS]
+        cells = [format_cell(row, column) for column, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     for summary in summary_rows(rows):
-        cells = [summary.get(column, "") for column, _ in MARKDOWN_COLUMNS]
+        cells = [summary.get(column, "") for column, _ in columns]
         cells[0] = f"**{summary['model']}** ({summary['rows']} rows)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

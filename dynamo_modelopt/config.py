@@ -35,6 +35,9 @@ class ModeloptConfig:
         out at the offset the planner chose, wherever that is predicted not to raise the graph's
         peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
         buffer on its own). See `inductor/arena.py`.
+    measure_workspace: run each extern kernel (convolution, attention, ...) once at compile time
+        on CPU, with inputs of its shapes, to measure what it allocates inside itself; False uses
+        fixed rules instead (see `capture/workspace.py`).
     save_problems: a directory where each graph's planning problem and plan are written as
         JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
     """
@@ -51,6 +54,7 @@ class ModeloptConfig:
     max_recompute_overhead: float = 0.05
     activation_budgets: tuple[float, ...] = (0.5,)
     arena: str = "auto"
+    measure_workspace: bool = True
     save_problems: str | None = None
 
     def __post_init__(self) -> None:

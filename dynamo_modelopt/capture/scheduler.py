@@ -107,6 +107,48 @@ def input_views_among_outputs(fx_graph: Any) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class SavedStorage:
+    """The memory behind one tensor a forward hands to its backward."""
+
+    storage: str  # the forward's buffer (or input) that owns the memory
+    nbytes: int  # that buffer's whole storage
+    copied_input: bool  # named like an input (`primals_3`) but a fresh copy
+
+
+def saved_storages(fx_graph: Any, graph_outputs: Sequence[Any]) -> dict[str, SavedStorage]:
+    """The storage behind each forward output, by the name the backward receives it under.
+
+    Inductor's own estimate sizes a backward input by the elements the backward reads, but a
+    saved view (`permute_2` of a fused q/k/v buffer) keeps its whole buffer alive, and several
+    saved views may share one buffer. And where the FX graph saves a parameter or the user's
+    input that Inductor re-lays out (channels-last for a convolution), the backward receives a
+    fresh copy under the input's name (`primals_3`), which the estimate never counts at all.
+    """
+    from torch._inductor.utils import get_dtype_size
+    from torch._inductor.virtualized import V
+
+    output = next(n for n in reversed(fx_graph.nodes) if n.op == "output")
+    values = list(output.args[0])
+    if len(values) != len(graph_outputs):
+        return {}
+    found: dict[str, SavedStorage] = {}
+    for value, ir_output in zip(values, graph_outputs, strict=True):
+        name = getattr(value, "name", None)
+        try:
+            storage = ir_output.get_name()
+            owner = V.graph.get_buffer(storage)
+            nbytes = _size_hint(owner.get_layout().storage_size())
+            nbytes *= get_dtype_size(owner.get_dtype())
+        except Exception:  # constants, None outputs: nothing of their own
+            continue
+        if name is None or storage in V.graph.graph_inputs:
+            continue  # a forward input passed through: the caller's memory
+        copied = getattr(value, "op", None) == "placeholder"
+        found[name] = SavedStorage(storage, nbytes, copied)
+    return found
+
+
 def _is_view(node: Any) -> bool:
     schema = getattr(node.target, "_schema", None)
     if schema is None or not schema.returns or not node.args:
@@ -121,11 +163,15 @@ def problem_from_scheduler(
     graph_outputs: Iterable[str],
     name: str = "graph",
     inputs_not_owned: Iterable[str] = (),
+    saved: dict[str, SavedStorage] | None = None,
+    measure_workspace: bool = True,
 ) -> CapturedGraph:
     """Build the planning problem of fused `nodes` in their current order.
 
     `inputs_not_owned` are inputs that are views of memory the graph never frees (a backward's
-    saved views of parameters): they are left out.
+    saved views of parameters): they are left out. `saved` gives a backward the storage behind
+    each saved tensor (see `saved_storages`): inputs are sized by it, views of one storage
+    alias each other, and copies Inductor's estimate skips are live throughout.
 
     Requires memory.py's planning info on the nodes and buffers, i.e. run after
     `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
@@ -145,24 +191,50 @@ def problem_from_scheduler(
     tensors: list[Tensor] = []
     freeable_inputs = get_freeable_input_buf(list(nodes), OrderedSet(graph_inputs))
     not_owned = set(inputs_not_owned)
+    saved = saved or {}
+    first_of_storage: dict[str, str] = {}
     for buf_name, input_buf in freeable_inputs.items():
         if buf_name in not_owned:
             continue
         info = input_buf.mpi_buffer
+        size, alias_of = int(info.size_free), None
+        if buf_name in saved:
+            size = max(size, saved[buf_name].nbytes)
+            alias_of = first_of_storage.setdefault(saved[buf_name].storage, buf_name)
         tensors.append(
             Tensor(
                 name=buf_name,
-                size=int(info.size_free),
+                size=size,
                 producer=None,
                 consumers=_names(info.succ_nodes),
                 live_to_end=buf_name in outputs,
+                placed=False,
+                alignment=ALLOCATION_ALIGNMENT,
+                alias_of=alias_of if alias_of != buf_name else None,
+            )
+        )
+    for buf_name, storage in saved.items():
+        if not storage.copied_input or buf_name in freeable_inputs or buf_name in not_owned:
+            continue
+        if buf_name not in V.graph.graph_inputs:
+            continue
+        readers = [n for n in nodes if any(d.name == buf_name for d in n.read_writes.reads)]
+        tensors.append(
+            Tensor(
+                name=buf_name,
+                size=storage.nbytes,
+                producer=None,
+                consumers=_names(readers),
+                live_to_end=True,  # freed with the backward's saved tensors, not inside it
                 placed=False,
                 alignment=ALLOCATION_ALIGNMENT,
             )
         )
 
     for node in nodes:
-        workspace = extern_workspace_bytes(getattr(node, "node", None), _size_hint)
+        workspace = extern_workspace_bytes(
+            getattr(node, "node", None), _size_hint, measure=measure_workspace
+        )
         if workspace:
             tensors.append(
                 Tensor(
@@ -176,10 +248,7 @@ def problem_from_scheduler(
         for buf in node.get_outputs():
             buf_name = buf.get_name()
             layout = getattr(buf.node, "layout", None)
-            if (
-                buf_name in mutation_renamed
-                or isinstance(layout, (NoneLayout, MultiOutputLayout))
-            ):
+            if buf_name in mutation_renamed or isinstance(layout, (NoneLayout, MultiOutputLayout)):
                 continue  # no memory of its own
             size = _buffer_bytes(buf)
             if size == 0:

@@ -229,13 +229,15 @@ def plan_arena(
     """The wrapper's lines rewritten to allocate from arenas, and the arenas' plans.
 
     `dynamic` names groups (by their first buffer) that keep Inductor's own allocation. Works
-    on copies of the lines that the planner mutates, so a caller that decides against the
-    arena can still hand the original lines to Inductor's own pass.
+    on copies of the lines that either planner mutates, so Inductor's own pass can still run on
+    the originals and the caller can pick either result.
     """
-    from torch._inductor.codegen.wrapper import ReuseLine
+    from torch._inductor.codegen.wrapper import FreeIfNotReusedLine, ReuseLine
 
     check_wrapper_lines(wrapper.lines)
-    lines = [copy.copy(line) if isinstance(line, ReuseLine) else line for line in wrapper.lines]
+    # Inductor's own pass, run after us on the originals, flags reused frees and reuse lines
+    mutable = (ReuseLine, FreeIfNotReusedLine)
+    lines = [copy.copy(line) if isinstance(line, mutable) else line for line in wrapper.lines]
     planner = ArenaMemoryPlanner(wrapper, time_limit, dynamic)
     return planner.plan(lines), planner.arenas
 

@@ -27,10 +27,12 @@ except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` tak
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
 from ..capture.scheduler import (
     CapturedGraph,
+    SavedStorage,
     UnplannableGraph,
     as_emitted,
     input_views_among_outputs,
     problem_from_scheduler,
+    saved_storages,
 )
 from ..config import ModeloptConfig
 from ..planner import (
@@ -86,6 +88,7 @@ class PlanOrderPass(CustomSchedulerPass):
         # One pass object serves a forward and its backward (Inductor re-applies the same
         # config patches): the forward's saved views of its inputs are read by the backward.
         self.saved_input_views: set[str] = set()
+        self.saved: dict[str, SavedStorage] = {}
 
     def uuid(self) -> Any:
         return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
@@ -127,12 +130,15 @@ class PlanOrderPass(CustomSchedulerPass):
 
         if kind == "forward":
             self.saved_input_views = input_views_among_outputs(V.graph.module.graph)
+            self.saved = saved_storages(V.graph.module.graph, V.graph.graph_outputs)
         captured: CapturedGraph = problem_from_scheduler(
             inductor_nodes,
             V.graph.graph_inputs.keys(),
             V.graph.get_output_names(),
             name=graph_name,
             inputs_not_owned=self.saved_input_views if kind == "backward" else (),
+            saved=self.saved if kind == "backward" else None,
+            measure_workspace=self.config.measure_workspace,
         )
         problem = captured.problem
         problem.meta.update({"graph_kind": kind})
@@ -239,62 +245,79 @@ def _account_emitted_code(
     """Once Inductor has generated this graph's kernels, plan and account what it allocates.
 
     Code generation removes kernel-local buffers and reuses dying inputs in place after our pass
-    has run. The wrapper of this graph alone is hooked where it plans its allocations
-    (`run_wrapper_ir_passes`, after every kernel is generated): we read those decisions, predict
-    the graph's peak with Inductor's own allocation and with our arena, and emit the arena
-    where it is predicted not to be higher (see `arena.py`).
+    has run, and Inductor's allocation pass then hands freed buffers to later ones of the same
+    size (which keeps them allocated in between). The wrapper of this graph alone is hooked
+    where it plans its allocations (`run_wrapper_ir_passes`, after every kernel is generated):
+    we plan the arenas, let Inductor plan its own allocation, predict both peaks from those
+    decisions, and emit the arenas where they are predicted not to be higher (see `arena.py`).
     """
+    from torch._inductor.codegen.wrapper import ReuseLine
     from torch._inductor.virtualized import V
 
     wrapper = V.graph.wrapper_code
     inductor_passes = wrapper.run_wrapper_ir_passes
 
     def run_passes(is_inference: bool) -> Any:
+        candidates = None
+        if config.arena != "off":
+            candidates = _arena_candidates_or_reason(wrapper, problem, order, report, config)
+        result = inductor_passes(is_inference)
         try:
-            emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
+            reuses = dict(wrapper.reuses)
+            reuses.update(
+                (line.reused_as.get_name(), line.node.get_name())
+                for line in wrapper.lines
+                if isinstance(line, ReuseLine)
+            )
+            emitted = as_emitted(problem, V.graph.removed_buffers, reuses)
             profile = live_bytes_profile(emitted, order)
-            report.emitted_peak_bytes = max(profile, default=0)
-            report.details["inplace_reuses"] = len(wrapper.reuses)
-            report.details["peak"] = where_is_the_peak(emitted, order)
         except Exception as exc:
             log.warning(
                 "modelopt: could not account the emitted code of %s: %s", report.graph_name, exc
             )
-            return inductor_passes(is_inference)
-        if config.arena != "off" and _emit_arena(wrapper, emitted, order, profile, report, config):
-            return None
-        return inductor_passes(is_inference)
+            return result
+        report.emitted_peak_bytes = max(profile, default=0)
+        report.details["inplace_reuses"] = len(wrapper.reuses)
+        report.details["peak"] = where_is_the_peak(emitted, order)
+        if candidates:
+            _choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
+        return result
 
     wrapper.run_wrapper_ir_passes = run_passes
 
 
-def _emit_arena(
-    wrapper: Any,
-    emitted: Any,
-    order: list[str],
-    profile: list[int],
-    report: GraphReport,
-    config: ModeloptConfig,
-) -> bool:
-    """Plan this graph's arenas; install them in the wrapper where they are chosen.
+def _arena_candidates_or_reason(
+    wrapper: Any, problem: Any, order: list[str], report: GraphReport, config: ModeloptConfig
+) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]] | None:
+    """The arena candidates of this graph, or None with the reason in the report."""
+    from torch._inductor.virtualized import V
 
-    Candidates: every intermediate in arenas, then the 1, 2, 4, ... longest-lived ones left to
-    Inductor's own allocation (see `long_lived_first`); the lowest predicted peak wins, ties to
-    the one with more in arenas (less fragmentation where an allocator has it).
-    """
     try:
-        candidates = _arena_candidates(wrapper, emitted, order, profile, config)
+        # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
+        plain = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
+        return _arena_candidates(wrapper, plain, order, live_bytes_profile(plain, order), config)
     except NoArena as exc:
         report.details["arena"] = {"used": False, "reason": str(exc)}
-        return False
     except Exception as exc:
         if config.strict:
             raise
         log.warning("modelopt: no arena for %s: %s", report.graph_name, exc)
         report.details["arena"] = {"used": False, "reason": f"{type(exc).__name__}: {exc}"}
-        return False
+    return None
+
+
+def _choose_arena(
+    wrapper: Any,
+    candidates: list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]],
+    without: int,
+    report: GraphReport,
+    config: ModeloptConfig,
+) -> None:
+    """Install the best arena candidate where it is predicted not above Inductor's allocation.
+
+    Ties go to the candidate with more in arenas (less fragmentation where an allocator has it).
+    """
     predicted, left_out, lines, arenas = min(candidates, key=lambda c: (c[0], len(c[1])))
-    without = max(profile, default=0)
     used = config.arena == "on" or predicted <= without
     total = sum(a.arena_bytes for a in arenas)
     report.details["arena"] = {
@@ -320,13 +343,16 @@ def _emit_arena(
     if used:
         wrapper.lines = lines
         report.emitted_peak_bytes = predicted
-    return used
 
 
 def _arena_candidates(
     wrapper: Any, emitted: Any, order: list[str], profile: list[int], config: ModeloptConfig
 ) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]]:
-    """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried."""
+    """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried.
+
+    Candidates: every intermediate in arenas, then the 1, 2, 4, ... longest-lived ones left to
+    Inductor's own allocation (see `long_lived_first`), until one is not above `profile`.
+    """
     without = max(profile, default=0)
     budget = max(0.2, config.time_limit / 4)
 

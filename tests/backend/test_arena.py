@@ -142,10 +142,12 @@ def test_arena_survives_unusual_training_loops() -> None:
     assert any(a.get("used") for a in _arena_reports())
 
 
+@pytest.mark.parametrize("case", ["mlp", "convbn", "gpt2"])
 @pytest.mark.parametrize("mode", ["inference", "training"])
-def test_measured_peak_is_the_planned_peak(mode: str) -> None:
-    """With arenas the code allocates what the plan says: kineto sees exactly that (MLP)."""
-    model, inputs = make_case("mlp")
+def test_measured_peak_is_the_planned_peak(case: str, mode: str) -> None:
+    """With arenas the code allocates what the plan says, and what lies outside the arenas
+    (inputs, outputs, saved tensors, extern kernels' workspace) is counted: kineto sees it."""
+    model, inputs = make_case(case)
     compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
     step = step_for(model, compiled, inputs, mode)
     step()
@@ -155,5 +157,5 @@ def test_measured_peak_is_the_planned_peak(mode: str) -> None:
     reports = dynamo_modelopt.get_reports()
     assert all(r.details["arena"]["used"] for r in reports)
     predicted = max(r.emitted_peak_bytes for r in reports)
-    # outside the arena: inputs, outputs; the loss reduction adds a few scalars
+    # the step's loss reduction, outside every graph, adds a few scalars
     assert predicted <= measured <= predicted + 64, (measured, predicted)

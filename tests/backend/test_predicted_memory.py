@@ -1,9 +1,9 @@
 """The planning problem predicts what the compiled code really allocates (kineto, CPU).
 
-For Inductor's own order (`reorder=False`), the peak of the problem as emitted must match the
-peak the profiler measures for the same compiled graph. What we do not model are allocations
-made inside extern kernels (convolution and attention workspace on CPU), so the measured peak
-may exceed the prediction by that much, but never fall far below it.
+For Inductor's own order and allocation (`reorder=False`, `arena="off"`), the peak of the
+problem as emitted must match the peak the profiler measures for the same compiled graph:
+extern kernels' workspace is measured at compile time, a backward's saved tensors are sized by
+the storage they keep alive. (With arenas, `test_arena.py` asks for the exact figure.)
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from bench.memory import kineto_peak_bytes
 
 from .models import make_case, step_for
 
-# measured / predicted must lie in this range (upper side: unmodelled extern workspace)
-LOWEST_RATIO, HIGHEST_RATIO = 0.95, 1.2
+# measured / predicted must lie in this range (the step's loss and frees of dynamically
+# allocated buffers between kernels move the measured figure by a few hundred bytes)
+LOWEST_RATIO, HIGHEST_RATIO = 0.99, 1.02
 
 
 @pytest.mark.parametrize("case", ["mlp", "convbn", "inplace_views", "gpt2"])
@@ -30,7 +31,9 @@ def test_predicted_peak_matches_kineto(case: str, mode: str) -> None:
     dynamo_modelopt.clear_reports()
     model, inputs = make_case(case)
     model = copy.deepcopy(model)
-    compiled = torch.compile(model, backend="modelopt", options={"strict": True, "reorder": False})
+    compiled = torch.compile(
+        model, backend="modelopt", options={"strict": True, "reorder": False, "arena": "off"}
+    )
     step = step_for(model, compiled, inputs, mode)
     step()  # compile outside the profiled window
     for p in model.parameters():

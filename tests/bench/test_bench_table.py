@@ -79,6 +79,17 @@ def test_markdown_table_formats_mib_ratios_and_errors() -> None:
     assert lines[-1].startswith("| **geomean (measured)** (1 rows)")
 
 
+def test_reserved_columns_only_where_measured() -> None:
+    cpu_row = make_row(inductor_peak_bytes=MIB, modelopt_peak_bytes=MIB)
+    assert "reserved" not in markdown_table([cpu_row]).splitlines()[0]
+    cuda_row = make_row(inductor_reserved_bytes=4 * MIB, modelopt_reserved_bytes=2 * MIB)
+    lines = markdown_table([cpu_row, cuda_row]).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    values = dict(zip(header, [c.strip() for c in lines[3].strip("|").split("|")], strict=True))
+    assert values["Inductor reserved MiB"] == "4.00"
+    assert values["modelopt reserved MiB"] == "2.00"
+
+
 def test_csv_has_comment_header_raw_values_and_summary(tmp_path) -> None:
     path = tmp_path / "results.csv"
     rows = [make_row(inductor_peak_bytes=1000, modelopt_peak_bytes=250, solve_seconds=1.5)]
