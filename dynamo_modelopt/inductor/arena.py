@@ -36,7 +36,7 @@ from torch._inductor.codegen.memory_planning import (
     MemoryPlanner,
 )
 
-from ..planner.heuristics import Item, arena_lower_bound, placement_ok
+from ..planner.heuristics import Item, arena_lower_bound, placement_ok, slot_size
 from ..planner.offsets_exact import components, exact_offsets
 
 if TYPE_CHECKING:
@@ -209,7 +209,9 @@ def _item(group: BufferGroup) -> Item:
     """A group's bytes and live steps. Inductor's live ranges end exclusively: a buffer freed in
     the same run of memory lines where another is allocated may share its memory."""
     begin, end = int(group.live_range.begin), int(group.live_range.end)
-    return Item(_static_size(group), ARENA_ALIGNMENT, begin, max(begin, end - 1))
+    # sized as the aligned slot it occupies: then the live peak is a bound the search can meet
+    size = slot_size(_static_size(group), ARENA_ALIGNMENT)
+    return Item(size, ARENA_ALIGNMENT, begin, max(begin, end - 1))
 
 
 def check_wrapper_lines(lines: list[Any]) -> None:
