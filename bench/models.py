@@ -166,7 +166,7 @@ def _vit_b_16(spec_image_size: Callable[[Scale], int], scale: Scale) -> nn.Modul
 def _vision_specs() -> list[ModelSpec]:
     plain = [
         "alexnet", "vgg11", "vgg16", "resnet18", "resnet50", "mnasnet1_0", "mobilenet_v2",
-        "squeezenet1_0", "efficientnet_b0",
+        "squeezenet1_0", "efficientnet_b0", "densenet121",
     ]  # fmt: skip
     specs = [ModelSpec(name, "vision", _torchvision(name)) for name in plain]
     # alexnet's pooling needs at least 63px.

@@ -350,3 +350,26 @@ def as_emitted(problem: Problem, removed: Iterable[str], inplace_reuses: dict[st
         name=problem.name,
         meta={**problem.meta, "emitted": True},
     )
+
+
+def kernel_local_buffers(nodes: Sequence[BaseSchedulerNode]) -> set[str]:
+    """Buffers code generation will most likely remove: all their users sit in the kernel that
+    writes them (Inductor's `remove_kernel_local_buffers`, which decides per kernel at codegen
+    time; predicted here from the fused nodes so that orders can be compared before codegen)."""
+    from torch._inductor.scheduler import FusedSchedulerNode, SchedulerNode
+    from torch._inductor.virtualized import V
+
+    scheduler = V.graph.scheduler
+    mutated = set(scheduler.mutation_renames) | set(scheduler.mutation_real_name)
+    removed: set[str] = set()
+    for node in nodes:
+        if not isinstance(node, (SchedulerNode, FusedSchedulerNode)):
+            continue  # extern kernels allocate what they return
+        inside = {n.get_name() for n in node.get_nodes()}
+        for buf in node.get_outputs():
+            users = buf.users  # the graph's output is a user named "OUTPUT": never inside
+            if buf.get_name() in mutated or not users:
+                continue
+            if all(user.is_weak or user.get_name() in inside for user in users):
+                removed.add(buf.get_name())
+    return removed

@@ -31,6 +31,7 @@ from ..capture.scheduler import (
     UnplannableGraph,
     as_emitted,
     input_views_among_outputs,
+    kernel_local_buffers,
     problem_from_scheduler,
     saved_storages,
 )
@@ -149,10 +150,12 @@ class PlanOrderPass(CustomSchedulerPass):
             raise UnplannableGraph(
                 f"planner returned a worse peak ({result.peak_bytes} > {inductor_peak})"
             )
+        # what the code will allocate: without kernel-local buffers, with in-place reuse
         reuse_pairs = inplace_candidates(inductor_nodes)
+        code = as_emitted(problem, kernel_local_buffers(inductor_nodes), {})
         code_peaks = {
-            "inductor_order": peak_with_inplace_reuse(problem, problem.op_names, reuse_pairs),
-            "planned_order": peak_with_inplace_reuse(problem, result.order, reuse_pairs),
+            "inductor_order": peak_with_inplace_reuse(code, problem.op_names, reuse_pairs),
+            "planned_order": peak_with_inplace_reuse(code, result.order, reuse_pairs),
         }
         order = problem.op_names
         if self.config.reorder and _better(code_peaks):
@@ -187,13 +190,22 @@ class PlanOrderPass(CustomSchedulerPass):
         return captured.nodes_in(order)
 
 
+# Before code generation the peak of the code is known only roughly: in-place and size-keyed
+# reuse are decided by codegen and Inductor's allocation pass after the order is fixed. A
+# planned order is taken only where its predicted gain is larger than that error: on GPT-2's
+# backward (4 layers) a predicted gain of 0.01% turned into a 0.24% loss once emitted.
+ORDER_GAIN_MARGIN = 0.01
+
+
 def _better(code_peaks: dict[str, int]) -> bool:
-    """Take the planned order only where it lowers what the code is predicted to allocate.
+    """Take the planned order only where it clearly lowers what the code will allocate.
 
     The solver optimises the model without in-place reuse, which changes with the order; a
-    gain on the model alone has turned into a loss on the code, so ties keep Inductor's order.
+    small gain on the model alone can turn into a loss on the code, so Inductor's order stays
+    unless ours is predicted lower by more than `ORDER_GAIN_MARGIN`.
     """
-    return code_peaks["planned_order"] < code_peaks["inductor_order"]
+    planned, inductor = code_peaks["planned_order"], code_peaks["inductor_order"]
+    return planned < inductor * (1 - ORDER_GAIN_MARGIN)
 
 
 def where_is_the_peak(problem: Any, order: list[str], top: int = 5) -> dict[str, Any]:
