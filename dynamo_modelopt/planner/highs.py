@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from . import _milp_adapter as drv
@@ -12,13 +16,29 @@ from .options import PlannerOptions
 MAX_ROWS = 20000
 
 
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """HiGHS prints its banner from C++ when created, before any option can stop it: send the
+    process's stdout (file descriptor 1) to /dev/null meanwhile, so users' output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _backend(
     m: Milp, options: PlannerOptions, time_limit: float
 ) -> tuple[str, list[float] | None, float]:
     import highspy
     import numpy as np
 
-    h = highspy.Highs()
+    with _stdout_silenced():
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", max(0.05, float(time_limit)))
     h.setOptionValue("mip_rel_gap", float(options.relative_gap))
