@@ -33,6 +33,7 @@ class StepPlan:
     solve_seconds: float
     fallbacks: str
     per_graph: str
+    peak_at: str = ""
 
 
 def worst_status(statuses: Sequence[str]) -> str:
@@ -54,6 +55,20 @@ def describe_graph(report: Any) -> str:
         f"{_mib(report.inductor_peak_bytes)}/{_mib(report.lower_bound_bytes)} MiB "
         f"{report.status}"
     )
+
+
+def peak_location(reports: Sequence[Any]) -> str:
+    """Where the step's peak is: the graph with the highest emitted peak, the step and
+    operation there, the largest tensors live at that point, and whether arenas were used."""
+    placed = [r for r in reports if r.emitted_peak_bytes and r.details.get("peak")]
+    if not placed:
+        return ""
+    report = max(placed, key=lambda r: r.emitted_peak_bytes)
+    peak = report.details["peak"]
+    live = ", ".join(f"{name} {_mib(size)}" for name, size in peak.get("largest_live", [])[:3])
+    arena = report.details.get("arena", {})
+    arenas = f"; arenas {_mib(arena['arena_bytes'])} MiB" if arena.get("used") else ""
+    return f"{report.graph_kind} op {peak['step']}: {live}{arenas}"
 
 
 def fell_back(report: Any) -> bool:
@@ -96,4 +111,5 @@ def combine_reports(reports: Sequence[Any]) -> StepPlan | None:
         solve_seconds=sum(r.solve_seconds for r in reports),
         fallbacks=f"{len(fallbacks)}/{len(reports)} {fallback_text}".strip() if fallbacks else "",
         per_graph="; ".join(describe_graph(r) for r in reports),
+        peak_at=peak_location(reports),
     )

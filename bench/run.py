@@ -95,6 +95,7 @@ def apply_plan(row: Row, reports: Sequence[Any], planned: bool) -> None:
     row.status = plan.status
     row.solve_seconds = plan.solve_seconds
     row.fallbacks = plan.fallbacks
+    row.peak_at = plan.peak_at
     row.notes = _join(row.notes, f"graphs (planned/Inductor/bound): {plan.per_graph}")
     if planned:
         row.inductor_peak_bytes = plan.inductor_peak_bytes

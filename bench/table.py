@@ -45,6 +45,7 @@ class Row:
     inductor_step_ms: float | None = None
     modelopt_step_ms: float | None = None
     fallbacks: str = ""
+    peak_at: str = ""  # modelopt's step: which graph, step and tensors hold the peak
     error: str = ""
     notes: str = ""
 
@@ -150,6 +151,7 @@ MARKDOWN_COLUMNS: list[tuple[str, str]] = [
     ("inductor_step_ms", "Inductor step ms"),
     ("modelopt_step_ms", "modelopt step ms"),
     ("fallbacks", "fallbacks"),
+    ("peak_at", "modelopt peak at (MiB)"),
     ("error", "error"),
 ]
 

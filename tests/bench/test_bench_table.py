@@ -173,3 +173,20 @@ def test_worst_status() -> None:
     assert worst_status(["optimal", "heuristic", "time_limit"]) == "heuristic"
     assert worst_status(["optimal", "weird"]) == "weird"
     assert worst_status([]) == ""
+
+
+def test_peak_location_names_the_highest_graph_and_its_tensors() -> None:
+    forward = report("forward", 3 * MIB, 3 * MIB, MIB, emitted_peak_bytes=3 * MIB,
+                     details={"peak": {"step": 1, "largest_live": [("buf1", MIB)]}})
+    backward = report(
+        "backward", 5 * MIB, 5 * MIB, MIB, emitted_peak_bytes=5 * MIB,
+        details={
+            "peak": {"step": 0, "largest_live": [("mm", 2 * MIB), ("addmm", MIB), ("x", 1),
+                                                 ("y", 1)]},
+            "arena": {"used": True, "arena_bytes": MIB},
+        },
+    )  # fmt: skip
+    text = combine_reports([forward, backward]).peak_at
+    assert text.startswith("backward op 0: mm 2.0, addmm 1.0")
+    assert "y " not in text and "arenas 1.0 MiB" in text
+    assert combine_reports([report("forward", 1, 1, 1)]).peak_at == ""
