@@ -1,20 +1,21 @@
-"""Emit the static memory plan: one arena per device, every intermediate buffer at its offset.
+"""Emit the static memory plan: arenas, every intermediate buffer at its planned offset.
 
 Inductor's wrapper normally allocates each buffer on its own (`empty_strided`) and only reuses a
 freed buffer of the same size. Its pool planner (`codegen/memory_planning.py`) is the extension
 point for allocating from pools instead: `MemoryPlanner` turns the wrapper's allocation lines into
 `alloc_from_pool(pool, offset, ...)` views, and its `allocate_groups` decides pools and offsets.
-We subclass it and replace only that decision: the buffers of a graph that are not outputs go into
-one arena per device, at offsets from the planner's exact offset search (MiniMalloc-style, see
-`planner/offsets_exact.py`) over the live ranges the wrapper really has, after kernel-local
-buffers were removed and in-place reuses joined. Outputs (a training forward's saved
-activations, gradients, the user's results) keep an allocation of their own, so nothing returned
-by a graph pins the arena, and each call allocates a fresh arena: two steps in flight,
-`retain_graph`, gradient accumulation or evaluation between steps never share its memory.
+We subclass it, choosing which buffers take part and where they go: those that are not outputs go
+into arenas (one per device and per stretch of the graph in which buffers overlap), at offsets
+from the planner's exact offset search (MiniMalloc-style, see `planner/offsets_exact.py`) over
+the live ranges the wrapper really has, after kernel-local buffers were removed and in-place
+reuses joined. Outputs (a training forward's saved activations, gradients, the user's results)
+keep an allocation of their own, so nothing returned by a graph pins an arena, and each call
+allocates fresh arenas: two steps in flight, `retain_graph`, gradient accumulation or evaluation
+between steps never share their memory.
 
-What the arena leaves outside is counted in the report: graph inputs (freed by a backward as it
+What the arenas leave outside is counted in the report: graph inputs (freed by a backward as it
 consumes them), outputs, and what extern kernels allocate themselves (fallback ops, their
-workspace). The arena is emitted where our cost model predicts it does not raise the graph's
+workspace). The arenas are emitted where our cost model predicts they do not raise the graph's
 peak over Inductor's own allocation (option `arena`: "auto"), or always ("on").
 """
 
@@ -83,7 +84,7 @@ class PlacedRoot(AllocationTreeNode):
 
 @dataclasses.dataclass
 class ArenaPlan:
-    """The offsets chosen for one device's arena."""
+    """The offsets chosen for one arena (one device, one stretch of the graph)."""
 
     device: str
     arena_bytes: int
@@ -103,7 +104,7 @@ def _static_size(group: BufferGroup) -> int:
 
 
 class ArenaMemoryPlanner(MemoryPlanner):
-    """Inductor's pool planner with our placement: one arena per device for non-outputs."""
+    """Inductor's pool planner with our placement: arenas for the non-outputs."""
 
     def __init__(self, wrapper: Any, time_limit: float, dynamic: frozenset[str]) -> None:
         super().__init__(wrapper)
