@@ -38,14 +38,13 @@ from ..capture.scheduler import (
 from ..config import ModeloptConfig
 from ..planner import (
     check_plan,
-    fold_aliases,
     live_bytes_profile,
     live_ranges,
     peak_live_bytes,
     plan,
 )
 from ..report import GraphReport, add_report
-from .arena import ArenaPlan, NoArena, long_lived_first, plan_arena
+from .arena import arena_candidates_or_reason, choose_arena
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -272,7 +271,7 @@ def _account_emitted_code(
     def run_passes(is_inference: bool) -> Any:
         candidates = None
         if config.arena != "off":
-            candidates = _arena_candidates_or_reason(wrapper, problem, order, report, config)
+            candidates = arena_candidates_or_reason(wrapper, problem, order, report, config)
         result = inductor_passes(is_inference)
         try:
             reuses = dict(wrapper.reuses)
@@ -292,119 +291,10 @@ def _account_emitted_code(
         report.details["inplace_reuses"] = len(wrapper.reuses)
         report.details["peak"] = where_is_the_peak(emitted, order)
         if candidates:
-            _choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
+            choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
         return result
 
     wrapper.run_wrapper_ir_passes = run_passes
-
-
-def _arena_candidates_or_reason(
-    wrapper: Any, problem: Any, order: list[str], report: GraphReport, config: ModeloptConfig
-) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]] | None:
-    """The arena candidates of this graph, or None with the reason in the report."""
-    from torch._inductor.virtualized import V
-
-    try:
-        # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
-        plain = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
-        return _arena_candidates(wrapper, plain, order, live_bytes_profile(plain, order), config)
-    except NoArena as exc:
-        report.details["arena"] = {"used": False, "reason": str(exc)}
-    except Exception as exc:
-        if config.strict:
-            raise
-        log.warning("modelopt: no arena for %s: %s", report.graph_name, exc)
-        report.details["arena"] = {"used": False, "reason": f"{type(exc).__name__}: {exc}"}
-    return None
-
-
-def _choose_arena(
-    wrapper: Any,
-    candidates: list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]],
-    without: int,
-    report: GraphReport,
-    config: ModeloptConfig,
-) -> None:
-    """Install the best arena candidate where it is predicted not above Inductor's allocation.
-
-    Ties go to the candidate with more in arenas (less fragmentation where an allocator has it).
-    """
-    predicted, left_out, lines, arenas = min(candidates, key=lambda c: (c[0], len(c[1])))
-    used = config.arena == "on" or predicted <= without
-    total = sum(a.arena_bytes for a in arenas)
-    report.details["arena"] = {
-        "used": used,
-        "reason": "" if used else "predicted above Inductor's own allocation",
-        "predicted_peak_with_arena": predicted,
-        "predicted_peak_without_arena": without,
-        "arena_bytes": total,
-        "outside_arena_at_peak": predicted - total,
-        "left_to_inductor": sorted(left_out),
-        "candidates_tried": len(candidates),
-        "arenas": [
-            {
-                "device": a.device,
-                "bytes": a.arena_bytes,
-                "live_peak_bytes": a.live_peak_bytes,
-                "proved": a.proved,
-                "offsets": dict(a.buffers),
-            }
-            for a in arenas
-        ],
-    }
-    if used:
-        wrapper.lines = lines
-        report.emitted_peak_bytes = predicted
-
-
-def _arena_candidates(
-    wrapper: Any, emitted: Any, order: list[str], profile: list[int], config: ModeloptConfig
-) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]]:
-    """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried.
-
-    Candidates: every intermediate in arenas, then the 1, 2, 4, ... longest-lived ones left to
-    Inductor's own allocation (see `long_lived_first`), until one is not above `profile`.
-    """
-    without = max(profile, default=0)
-    budget = max(0.2, config.time_limit / 4)
-
-    def candidate(left_out: frozenset[str]) -> tuple[int, frozenset[str], list[Any], list[Any]]:
-        lines, arenas = plan_arena(wrapper, budget, left_out)
-        predicted = max(profile_with_arenas(emitted, order, profile, arenas), default=0)
-        return predicted, left_out, lines, arenas
-
-    found = [candidate(frozenset())]
-    if config.arena == "auto":
-        ranked = long_lived_first(found[0][3])
-        count = 1
-        while min(c[0] for c in found) > without and count <= len(ranked) // 2:
-            found.append(candidate(frozenset(ranked[:count])))
-            count *= 2
-    return found
-
-
-def profile_with_arenas(
-    emitted: Any, order: list[str], profile: list[int], arenas: list[ArenaPlan]
-) -> list[int]:
-    """Live bytes per step once the arenas hold their buffers: each arena is live, whole,
-    from its first buffer's allocation to its last buffer's free; the rest is unchanged."""
-    ranges = live_ranges(emitted, order)
-    sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
-    out = list(profile)
-    for arena in arenas:
-        names = {name for group in arena.group_names for name in group}
-        roots = [name for name in ranges if name in names]
-        for name in roots:
-            first, last = ranges[name]
-            for step in range(first, last + 1):
-                out[step] -= sizes.get(name, 0)
-        if roots:
-            window = (min(ranges[r][0] for r in roots), max(ranges[r][1] for r in roots))
-        else:
-            window = (0, len(out) - 1)
-        for step in range(window[0], window[1] + 1):
-            out[step] += arena.arena_bytes
-    return out
 
 
 def _save(directory: str, graph_name: str, problem: Any, result: Any) -> None:
