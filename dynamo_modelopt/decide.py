@@ -147,9 +147,18 @@ def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:
 
 
 def summarize(chosen: Trial, trials: Sequence[Trial]) -> dict[str, Any]:
-    """What was tried and why the chosen one won, for every report of the chosen trial."""
+    """What was tried and why the chosen one won, for every report of the chosen trial.
+
+    `predicted_overhead` is the chosen settings' estimated run time over the defaults' (minus
+    one): what recomputation is predicted to cost; the bench measures the real step times.
+    """
+    default = next((t for t in trials if t.candidate.name == "default"), None)
+    overhead = None
+    if default is not None and default.estimated_runtime > 0:
+        overhead = chosen.estimated_runtime / default.estimated_runtime - 1.0
     return {
         "chosen": chosen.candidate.name,
+        "predicted_overhead": overhead,
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,

@@ -8,7 +8,7 @@ import torch._dynamo
 
 import dynamo_modelopt
 from bench.memory import kineto_peak_bytes
-from dynamo_modelopt.decide import Candidate, Trial, candidates, choose
+from dynamo_modelopt.decide import Candidate, Trial, candidates, choose, summarize
 
 from .models import make_case
 
@@ -106,3 +106,12 @@ def test_unknown_settings_name_is_an_error() -> None:
     compiled = torch.compile(model, backend="modelopt", options={"settings": "no_layout_opt"})
     with pytest.raises(Exception, match="does not apply to this graph"):
         compiled(*inputs)
+
+
+def test_summary_gives_the_predicted_recompute_overhead() -> None:
+    default, budget = _trial("default", 100, 1.0), _trial("budget_0.5", 60, 1.04)
+    summary = summarize(budget, [default, budget])
+    assert summary["chosen"] == "budget_0.5"
+    assert summary["predicted_overhead"] == pytest.approx(0.04)
+    assert summary["alternatives"]["default"]["predicted_peak_bytes"] == 100
+    assert summarize(default, [default])["predicted_overhead"] == 0.0
