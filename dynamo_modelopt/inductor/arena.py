@@ -157,10 +157,17 @@ def _static_size(group: BufferGroup) -> int:
 class ArenaMemoryPlanner(MemoryPlanner):
     """Inductor's pool planner with our placement: arenas for the non-outputs."""
 
-    def __init__(self, wrapper: Any, time_limit: float, dynamic: frozenset[str]) -> None:
+    def __init__(
+        self,
+        wrapper: Any,
+        time_limit: float,
+        dynamic: frozenset[str],
+        bundle_of: dict[str, int] | None,
+    ) -> None:
         super().__init__(wrapper)
         self.time_limit = time_limit
         self.dynamic = dynamic  # groups (by first name) left to Inductor's own allocation
+        self.bundle_of = bundle_of  # first name -> arena, where stretches share one
         self.arenas: list[ArenaPlan] = []
 
     def convert_to_pool_lines(self, lines: list[Any]) -> None:
@@ -188,11 +195,13 @@ class ArenaMemoryPlanner(MemoryPlanner):
                 line.delete_old = False  # both names view the arena; it is freed as a whole
 
     def allocate_groups(self) -> None:
-        """One arena per device and per stretch of time in which its buffers overlap.
+        """Arenas per device: one per stretch of time in which buffers overlap, by default.
 
-        Buffers whose lifetimes form separate stretches (no buffer live across the gap) go into
-        separate arenas: an arena is live, whole, from its first allocation to its last free, so
-        a long-lived single arena would hold memory that the gaps free.
+        Buffers whose lifetimes form separate stretches (no buffer live across the gap) are
+        placed separately. In separate arenas each is live only over its stretch; stretches
+        bundled into one arena (`bundle_of`) share its memory at their own offsets, the arena
+        is as large as their largest and lives over all of them, and the call makes one
+        allocation for them instead of one each.
         """
         assert self.buffer_groups is not None
         by_device: dict[torch.device, list[BufferGroup]] = defaultdict(list)
@@ -205,31 +214,38 @@ class ArenaMemoryPlanner(MemoryPlanner):
             by_device[group.node.get_device()].append(group)
         for device, groups in by_device.items():
             items = {i: _item(group) for i, group in enumerate(groups)}
-            for stretch in components(items):
-                members = [groups[i] for i in stretch]
-                pool = self._arena(device, members, [items[i] for i in stretch])
-                self.pools.get_pools(groups[stretch[0]].allocation).append(pool)
+            bundles = components(items)
+            if self.bundle_of is not None:
+                by_bundle: dict[int, list[int]] = defaultdict(list)
+                for i, group in enumerate(groups):
+                    by_bundle[self.bundle_of.get(group.names[0], -1 - i)].append(i)
+                bundles = sorted(by_bundle.values(), key=lambda b: min(items[i].start for i in b))
+            for bundle in bundles:
+                pool = self._arena(device, [groups[i] for i in bundle], [items[i] for i in bundle])
+                self.pools.get_pools(groups[bundle[0]].allocation).append(pool)
         self.pools.finalize()
 
     def _arena(
         self, device: torch.device, groups: list[BufferGroup], items: list[Item]
     ) -> AllocationPool:
-        placed = {i: it for i, it in enumerate(items) if it.size > 0}
-        result = exact_offsets(placed, self.time_limit) if placed else None
+        """Place `groups` (one or more stretches; each placed on its own from offset 0)."""
         offsets = {i: 0 for i in range(len(items))}
-        arena = 0
-        if result is not None:
+        arena, proved = 0, True
+        placed_all = {i: it for i, it in enumerate(items) if it.size > 0}
+        for stretch in components(placed_all):
+            placed = {i: placed_all[i] for i in stretch}
+            result = exact_offsets(placed, self.time_limit / max(1, len(placed_all)) * len(placed))
             if not placement_ok(placed, result.offsets):
                 raise NoArena("the offset search returned an overlapping placement")
             offsets.update(result.offsets)
-            arena = result.arena
+            arena, proved = max(arena, result.arena), proved and result.proved
         arena = slot_size(max(arena, ARENA_ALIGNMENT), ARENA_ALIGNMENT)  # typed views divide it
         self.arenas.append(
             ArenaPlan(
                 device=str(device),
                 arena_bytes=arena,
-                live_peak_bytes=arena_lower_bound(placed),
-                proved=result.proved if result is not None else True,
+                live_peak_bytes=arena_lower_bound(placed_all),
+                proved=proved,
                 buffers={g.names[0]: offsets[i] for i, g in enumerate(groups)},
                 group_names=[list(g.names) for g in groups],
                 lifetimes={
@@ -283,7 +299,10 @@ def check_wrapper_lines(lines: list[Any]) -> None:
 
 
 def plan_arena(
-    wrapper: Any, time_limit: float, dynamic: frozenset[str] = frozenset()
+    wrapper: Any,
+    time_limit: float,
+    dynamic: frozenset[str] = frozenset(),
+    bundle_of: dict[str, int] | None = None,
 ) -> tuple[list[Any], list[ArenaPlan]]:
     """The wrapper's lines rewritten to allocate from arenas, and the arenas' plans.
 
@@ -297,7 +316,7 @@ def plan_arena(
     # Inductor's own pass, run after us on the originals, flags reused frees and reuse lines
     mutable = (ReuseLine, FreeIfNotReusedLine)
     lines = [copy.copy(line) if isinstance(line, mutable) else line for line in wrapper.lines]
-    planner = ArenaMemoryPlanner(wrapper, time_limit, dynamic)
+    planner = ArenaMemoryPlanner(wrapper, time_limit, dynamic, bundle_of)
     return planner.plan(lines), planner.arenas
 
 
@@ -343,9 +362,10 @@ def choose_arena(
 ) -> None:
     """Install the best arena candidate where it is predicted not above Inductor's allocation.
 
-    Ties go to the candidate with more in arenas (less fragmentation where an allocator has it).
+    Ties go to the candidate with more in arenas (less fragmentation where an allocator has
+    it), then to fewer arenas (fewer allocations per call).
     """
-    predicted, left_out, lines, arenas = min(candidates, key=lambda c: (c[0], len(c[1])))
+    predicted, left_out, lines, arenas = min(candidates, key=_preference)
     used = config.arena == "on" or predicted <= without
     total = sum(a.arena_bytes for a in arenas)
     report.details["arena"] = {
@@ -379,13 +399,18 @@ def _arena_candidates(
     """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried.
 
     Candidates: every intermediate in arenas, then the 1, 2, 4, ... longest-lived ones left to
-    Inductor's own allocation (see `long_lived_first`), until one is not above `profile`.
+    Inductor's own allocation (see `long_lived_first`), until one is not above `profile`; then
+    the best of those with consecutive stretches bundled into one arena wherever that does not
+    raise its predicted peak (one allocation per call instead of one per stretch: cheaper to
+    run, for free).
     """
     without = max(profile, default=0)
     budget = max(0.2, config.time_limit / 4)
 
-    def candidate(left_out: frozenset[str]) -> tuple[int, frozenset[str], list[Any], list[Any]]:
-        lines, arenas = plan_arena(wrapper, budget, left_out)
+    def candidate(
+        left_out: frozenset[str], bundle_of: dict[str, int] | None = None
+    ) -> tuple[int, frozenset[str], list[Any], list[Any]]:
+        lines, arenas = plan_arena(wrapper, budget, left_out, bundle_of)
         predicted = max(profile_with_arenas(emitted, order, profile, arenas), default=0)
         return predicted, left_out, lines, arenas
 
@@ -396,7 +421,48 @@ def _arena_candidates(
         while min(c[0] for c in found) > without and count <= len(ranked) // 2:
             found.append(candidate(frozenset(ranked[:count])))
             count *= 2
+    best = min(found, key=_preference)
+    bundles = _bundle_stretches(emitted, order, profile, best[3], best[0])
+    if len(bundles) < len(best[3]):
+        found.append(candidate(best[1], {n: k for k, b in enumerate(bundles) for n in b.buffers}))
     return found
+
+
+def _bundle_stretches(
+    emitted: Any, order: list[str], profile: list[int], arenas: list[ArenaPlan], peak: int
+) -> list[ArenaPlan]:
+    """Greedily bundle each stretch's arena into the previous one of its device while the
+    predicted peak stays at `peak` (offsets within a stretch do not change)."""
+    bundles: list[ArenaPlan] = []
+    for arena in arenas:
+        previous = next((b for b in reversed(bundles) if b.device == arena.device), None)
+        if previous is not None:
+            joined = _joined(previous, arena)
+            trial = [joined if b is previous else b for b in bundles]
+            if max(profile_with_arenas(emitted, order, profile, trial), default=0) <= peak:
+                bundles = trial
+                continue
+        bundles.append(arena)
+    return bundles
+
+
+def _joined(first: ArenaPlan, second: ArenaPlan) -> ArenaPlan:
+    """One arena for two stretches of a device that never overlap in time."""
+    return ArenaPlan(
+        device=first.device,
+        arena_bytes=max(first.arena_bytes, second.arena_bytes),
+        live_peak_bytes=max(first.live_peak_bytes, second.live_peak_bytes),
+        proved=first.proved and second.proved,
+        buffers={**first.buffers, **second.buffers},
+        group_names=first.group_names + second.group_names,
+        lifetimes={**first.lifetimes, **second.lifetimes},
+    )
+
+
+def _preference(candidate: tuple[int, frozenset[str], list[Any], list[ArenaPlan]]) -> tuple:
+    """Lowest predicted peak; then more buffers in arenas; then fewer arenas to allocate."""
+    predicted, left_out, _, arenas = candidate
+    return predicted, len(left_out), len(arenas)
 
 
 def profile_with_arenas(

@@ -13,6 +13,8 @@ from torch._inductor.utils import run_and_get_code
 
 import dynamo_modelopt
 from bench.memory import kineto_peak_bytes
+from dynamo_modelopt.inductor.arena import ArenaPlan, _bundle_stretches, profile_with_arenas
+from dynamo_modelopt.planner import Operation, Problem, Tensor, live_bytes_profile
 
 from .models import CASES, make_case, scalar_loss, step_for
 
@@ -160,3 +162,30 @@ def test_measured_peak_is_the_planned_peak(case: str, mode: str) -> None:
     predicted = max(r.emitted_peak_bytes for r in reports)
     # the step's loss reduction, outside every graph, adds a few scalars
     assert predicted <= measured <= predicted + 64, (measured, predicted)
+
+
+def _stretch(name: str, size: int, steps: tuple[int, int]) -> ArenaPlan:
+    return ArenaPlan("cpu", size, size, True, {name: 0}, [[name]], {name: steps})
+
+
+@pytest.mark.parametrize(("outside_at", "bundled"), [("early", True), ("late", False)])
+def test_stretches_share_an_arena_only_where_the_peak_stays(outside_at: str, bundled: bool) -> None:
+    """Two stretches: a 100-byte arena early, a 10-byte one late; a 1000-byte tensor outside
+    the arenas is live early or late. One arena for both is live throughout at 100 bytes: free
+    when the outside tensor sits early, a higher peak when it sits late."""
+    ops = [Operation(f"op{i}") for i in range(5)]
+    where = ("op0", ("op1",)) if outside_at == "early" else ("op3", ("op4",))
+    tensors = [
+        Tensor("a", 100, producer="op0", consumers=("op1",)),
+        Tensor("b", 10, producer="op3", consumers=("op4",)),
+        Tensor("outside", 1000, producer=where[0], consumers=where[1]),
+    ]
+    problem = Problem(ops, tensors, precedences=[("op1", "op2"), ("op2", "op3")])
+    order = problem.op_names
+    profile = live_bytes_profile(problem, order)
+    arenas = [_stretch("a", 100, (0, 1)), _stretch("b", 10, (3, 4))]
+    peak = max(profile_with_arenas(problem, order, profile, arenas))
+    assert peak == 1100 if outside_at == "early" else peak == 1010
+    bundles = _bundle_stretches(problem, order, profile, arenas, peak)
+    assert len(bundles) == (1 if bundled else 2)
+    assert max(profile_with_arenas(problem, order, profile, bundles)) == peak
