@@ -21,6 +21,7 @@ from .decide import (
     candidates,
     choose,
     compile_trial,
+    has_concatenation,
     has_convolution,
     is_training_graph,
     summarize,
@@ -66,7 +67,10 @@ def modelopt_backend(
             return compile_fx(graph, inputs, config_patches={**ours, **patches})
 
     options_to_try = candidates(
-        is_training_graph(example_inputs), has_convolution(gm), config.activation_budgets
+        is_training_graph(example_inputs),
+        has_convolution(gm),
+        config.activation_budgets,
+        has_concatenation(gm),
     )
     if config.settings != "auto":
         forced = [c for c in options_to_try if c.name == config.settings]

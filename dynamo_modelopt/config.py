@@ -28,7 +28,8 @@ class ModeloptConfig:
         activation memory budget in training), predicts each one's peak with our cost model and
         keeps the lowest within `max_recompute_overhead` of the estimated run time (see
         `decide.py`); "default" compiles Inductor's defaults only (fastest compile); a
-        candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5") forces it.
+        candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5",
+        "pointwise_cat", ...) forces it.
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
     activation_budgets: the activation memory budgets tried in training.
     arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved

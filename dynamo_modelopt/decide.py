@@ -14,7 +14,14 @@ Candidates:
 - "no_layout_opt": `layout_optimization=False` (no channels-last copies of weights and
   activations around convolutions);
 - "budget_<b>" (training only): the min-cut partitioner's `activation_memory_budget=b`, which
-  recomputes cheap activations in the backward instead of saving them.
+  recomputes cheap activations in the backward instead of saving them;
+- "pointwise_cat" (inference, graphs with a concatenation): `force_pointwise_cat=True`. By
+  default Inductor's CPU code writes each input of a concatenation straight into its slice of
+  the output, so the output is allocated when its first input is computed; where an input feeds
+  several concatenations (DenseNet), all of them are allocated at once. A pointwise copy kernel
+  allocates the output only when it runs: DenseNet-121 inference 1.48 -> 1.01 MiB (reduced
+  size, batch 1, measured), for one extra copy of each input.
+Combinations of these are tried too.
 """
 
 from __future__ import annotations
@@ -74,24 +81,44 @@ def _emitted(report: GraphReport) -> int:
 
 
 def candidates(
-    training: bool, has_convolution: bool, activation_budgets: Sequence[float]
+    training: bool,
+    has_convolution: bool,
+    activation_budgets: Sequence[float],
+    has_concatenation: bool = False,
 ) -> list[Candidate]:
     """The settings to try, Inductor's defaults first; only those that can change the graph
-    (Inductor optimizes layouts only around convolutions; budgets act in training only)."""
+    (Inductor optimizes layouts only around convolutions; budgets act in training only; the
+    way a concatenation is written moved no training peak we measured)."""
     layouts: list[tuple[str, dict[str, Any]]] = [("", {})]
     if has_convolution:
         layouts.append(("no_layout_opt", {"layout_optimization": False}))
+    if has_concatenation and not training:
+        layouts += [
+            (f"{name}+pointwise_cat".lstrip("+"), {**patches, "force_pointwise_cat": True})
+            for name, patches in list(layouts)
+        ]
     budgets: list[tuple[str, dict[str, Any]]] = [("", {})]
     if training:
-        budgets += [
-            (f"budget_{b:g}", {"activation_memory_budget": b}) for b in activation_budgets
-        ]
+        budgets += [(f"budget_{b:g}", {"activation_memory_budget": b}) for b in activation_budgets]
     found = []
     for budget_name, functorch_patches in budgets:
         for layout_name, inductor_patches in layouts:
             name = "+".join(n for n in (layout_name, budget_name) if n) or "default"
             found.append(Candidate(name, inductor_patches, functorch_patches))
     return found
+
+
+def has_concatenation(gm: torch.fx.GraphModule) -> bool:
+    """Whether Dynamo's graph concatenates tensors (`torch.cat` and its aliases, ATen's cat)."""
+    names = ("cat", "concat", "concatenate")
+    return any(
+        node.op in ("call_function", "call_method")
+        and (
+            getattr(node.target, "__name__", node.target) in names
+            or str(node.target) == "aten.cat.default"
+        )
+        for node in gm.graph.nodes
+    )
 
 
 def has_convolution(gm: torch.fx.GraphModule) -> bool:

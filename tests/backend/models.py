@@ -55,6 +55,23 @@ class InplaceViews(nn.Module):
         return a.sum(-1) + b.pow(2).mean(-1), (b * a).tanh()
 
 
+class DenseBlock(nn.Module):
+    """DenseNet's pattern: every layer reads the concatenation of all earlier outputs."""
+
+    def __init__(self, layers: int = 3, growth: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, growth, 3, padding=1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(growth * (i + 1), growth, 3, padding=1) for i in range(layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for conv in self.convs:
+            features.append(F.relu(conv(torch.cat(features, dim=1))))
+        return torch.cat(features, dim=1).mean(dim=(2, 3))
+
+
 class GraphBreak(nn.Module):
     """A data-dependent Python branch splits the model into two compiled graphs."""
 
@@ -108,6 +125,8 @@ def make_case(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         return ConvBN(), (torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))
     if name == "inplace_views":
         return InplaceViews(), (torch.randn(16, 32),)
+    if name == "dense_block":  # not in CASES: only the concatenation lever's test uses it
+        return DenseBlock(), (torch.randn(2, 3, 32, 32),)
     if name == "graph_break":
         return GraphBreak(), (torch.randn(8, 32),)
     if name == "gpt2":
