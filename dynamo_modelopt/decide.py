@@ -19,8 +19,8 @@ Candidates:
   default Inductor's CPU code writes each input of a concatenation straight into its slice of
   the output, so the output is allocated when its first input is computed; where an input feeds
   several concatenations (DenseNet), all of them are allocated at once. A pointwise copy kernel
-  allocates the output only when it runs: DenseNet-121 inference 1.48 -> 1.01 MiB (reduced
-  size, batch 1, measured), for one extra copy of each input.
+  allocates the output only when it runs, for one extra copy of each input: DenseNet-121
+  inference 1.48 -> 0.70 MiB with the layout choice (`bench/results/results.md`).
 Combinations of these are tried too.
 """
 
