@@ -121,9 +121,8 @@ class ArenaAllocation(Allocation):
     """A buffer in an arena, carved out through its dtype's view of the arena."""
 
     def codegen_alloc_from_pool(self, wrapper: Any) -> tuple[str, list[str]]:
-        from torch._inductor.virtualized import V
 
-        if V.graph.cpp_wrapper or self.pool is None:
+        if self.pool is None:
             return super().codegen_alloc_from_pool(wrapper)
         dtype = self.node.get_dtype()
         offset = int(self.offset) // dtype.itemsize  # offsets are 64-byte aligned
@@ -290,7 +289,10 @@ def _item(group: BufferGroup) -> Item:
 def check_wrapper_lines(lines: list[Any]) -> None:
     """Raise NoArena where the wrapper holds something our arena does not handle."""
     from torch._inductor.codegen.wrapper import AllocateLine, EnterSubgraphLine
+    from torch._inductor.virtualized import V
 
+    if V.graph.cpp_wrapper:
+        raise NoArena("the C++ wrapper (cpp_wrapper=True) is not supported yet")
     for line in lines:
         if isinstance(line, EnterSubgraphLine):
             raise NoArena("the graph has subgraphs (control flow)")

@@ -189,3 +189,15 @@ def test_stretches_share_an_arena_only_where_the_peak_stays(outside_at: str, bun
     bundles = _bundle_stretches(problem, order, profile, arenas, peak)
     assert len(bundles) == (1 if bundled else 2)
     assert max(profile_with_arenas(problem, order, profile, bundles)) == peak
+
+
+def test_cpp_wrapper_keeps_inductors_allocation_and_says_why() -> None:
+    model, inputs = make_case("mlp")
+    model.eval()
+    with torch._inductor.config.patch(cpp_wrapper=True):
+        compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
+        with torch.no_grad():
+            got = compiled(*inputs)
+    torch.testing.assert_close(got, model(*inputs))
+    (arena,) = _arena_reports()
+    assert not arena["used"] and "cpp_wrapper" in arena["reason"]
