@@ -409,11 +409,13 @@ def _arena_candidates(
     without = max(profile, default=0)
     budget = max(0.2, config.time_limit / 4)
 
+    predict = ArenaProfile(emitted, order, profile)
+
     def candidate(
         left_out: frozenset[str], bundle_of: dict[str, int] | None = None
     ) -> tuple[int, frozenset[str], list[Any], list[Any]]:
         lines, arenas = plan_arena(wrapper, budget, left_out, bundle_of)
-        predicted = max(profile_with_arenas(emitted, order, profile, arenas), default=0)
+        predicted = max(predict(arenas), default=0)
         return predicted, left_out, lines, arenas
 
     found = [candidate(frozenset())]
@@ -424,15 +426,13 @@ def _arena_candidates(
             found.append(candidate(frozenset(ranked[:count])))
             count *= 2
     best = min(found, key=_preference)
-    bundles = _bundle_stretches(emitted, order, profile, best[3], best[0])
+    bundles = _bundle_stretches(predict, best[3], best[0])
     if len(bundles) < len(best[3]):
         found.append(candidate(best[1], {n: k for k, b in enumerate(bundles) for n in b.buffers}))
     return found
 
 
-def _bundle_stretches(
-    emitted: Any, order: list[str], profile: list[int], arenas: list[ArenaPlan], peak: int
-) -> list[ArenaPlan]:
+def _bundle_stretches(predict: ArenaProfile, arenas: list[ArenaPlan], peak: int) -> list[ArenaPlan]:
     """Greedily bundle each stretch's arena into the previous one of its device while the
     predicted peak stays at `peak` (offsets within a stretch do not change)."""
     bundles: list[ArenaPlan] = []
@@ -441,7 +441,7 @@ def _bundle_stretches(
         if previous is not None:
             joined = _joined(previous, arena)
             trial = [joined if b is previous else b for b in bundles]
-            if max(profile_with_arenas(emitted, order, profile, trial), default=0) <= peak:
+            if max(predict(trial), default=0) <= peak:
                 bundles = trial
                 continue
         bundles.append(arena)
@@ -467,25 +467,37 @@ def _preference(candidate: tuple[int, frozenset[str], list[Any], list[ArenaPlan]
     return predicted, len(left_out), len(arenas)
 
 
-def profile_with_arenas(
-    emitted: Any, order: list[str], profile: list[int], arenas: list[ArenaPlan]
-) -> list[int]:
-    """Live bytes per step once the arenas hold their buffers: each arena is live, whole,
-    from its first buffer's allocation to its last buffer's free; the rest is unchanged."""
-    ranges = live_ranges(emitted, order)
-    sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
-    out = list(profile)
-    for arena in arenas:
-        names = {name for group in arena.group_names for name in group}
-        roots = [name for name in ranges if name in names]
-        for name in roots:
-            first, last = ranges[name]
-            for step in range(first, last + 1):
-                out[step] -= sizes.get(name, 0)
-        if roots:
-            window = (min(ranges[r][0] for r in roots), max(ranges[r][1] for r in roots))
-        else:
-            window = (0, len(out) - 1)
-        for step in range(window[0], window[1] + 1):
-            out[step] += arena.arena_bytes
-    return out
+class ArenaProfile:
+    """Live bytes per step once given arenas hold their buffers, for one graph and order.
+
+    Each arena is live, whole, from its first buffer's allocation to its last buffer's free;
+    everything else is as in `profile`. The graph's lifetimes are computed once, so candidates
+    and bundlings are each evaluated in time linear in tensors and steps.
+    """
+
+    def __init__(self, emitted: Any, order: list[str], profile: list[int]) -> None:
+        self.ranges = live_ranges(emitted, order)
+        self.sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
+        self.profile = profile
+
+    def __call__(self, arenas: list[ArenaPlan]) -> list[int]:
+        steps = len(self.profile)
+        delta = [0] * (steps + 1)
+        for arena in arenas:
+            names = {name for group in arena.group_names for name in group}
+            roots = [name for name in self.ranges if name in names]
+            for name in roots:
+                first, last = self.ranges[name]
+                delta[first] -= self.sizes.get(name, 0)
+                delta[last + 1] += self.sizes.get(name, 0)
+            first, last = 0, steps - 1
+            if roots:
+                first = min(self.ranges[r][0] for r in roots)
+                last = max(self.ranges[r][1] for r in roots)
+            delta[first] += arena.arena_bytes
+            delta[last + 1] -= arena.arena_bytes
+        out, running = [], 0
+        for step in range(steps):
+            running += delta[step]
+            out.append(self.profile[step] + running)
+        return out

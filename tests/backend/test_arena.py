@@ -13,7 +13,11 @@ from torch._inductor.utils import run_and_get_code
 
 import dynamo_modelopt
 from bench.memory import kineto_peak_bytes
-from dynamo_modelopt.inductor.arena import ArenaPlan, _bundle_stretches, profile_with_arenas
+from dynamo_modelopt.inductor.arena import (
+    ArenaPlan,
+    ArenaProfile,
+    _bundle_stretches,
+)
 from dynamo_modelopt.planner import Operation, Problem, Tensor, live_bytes_profile
 
 from .models import CASES, make_case, scalar_loss, step_for
@@ -184,11 +188,12 @@ def test_stretches_share_an_arena_only_where_the_peak_stays(outside_at: str, bun
     order = problem.op_names
     profile = live_bytes_profile(problem, order)
     arenas = [_stretch("a", 100, (0, 1)), _stretch("b", 10, (3, 4))]
-    peak = max(profile_with_arenas(problem, order, profile, arenas))
+    predict = ArenaProfile(problem, order, profile)
+    peak = max(predict(arenas))
     assert peak == 1100 if outside_at == "early" else peak == 1010
-    bundles = _bundle_stretches(problem, order, profile, arenas, peak)
+    bundles = _bundle_stretches(predict, arenas, peak)
     assert len(bundles) == (1 if bundled else 2)
-    assert max(profile_with_arenas(problem, order, profile, bundles)) == peak
+    assert max(predict(bundles)) == peak
 
 
 def test_cpp_wrapper_keeps_inductors_allocation_and_says_why() -> None:
