@@ -26,6 +26,7 @@ from .decide import (
     is_training_graph,
     summarize,
 )
+from .inductor.accumulate import AccumulatePass
 from .inductor.order_pass import PlanOrderPass
 from .report import publish_report
 
@@ -34,13 +35,19 @@ log = logging.getLogger(__name__)
 
 def inductor_config_patches(config: ModeloptConfig) -> dict[str, Any]:
     """Inductor settings under which our scheduler pass decides the order of every graph."""
-    return {
+    patches: dict[str, Any] = {
         # Inductor's own reordering would replace ours; our pass runs it to learn its choice.
         "reorder_for_peak_memory": False,
         "_post_fusion_custom_pass": PlanOrderPass(config),
         # A cache hit would skip the scheduler, so the plan and its report would be missing.
         "fx_graph_cache": False,
     }
+    if config.accumulate_in_place:
+        from torch._inductor import config as inductor_config
+
+        previous = inductor_config.post_grad_custom_post_pass
+        patches["post_grad_custom_post_pass"] = AccumulatePass(previous)
+    return patches
 
 
 def modelopt_backend(

@@ -39,6 +39,10 @@ class ModeloptConfig:
     measure_workspace: run each extern kernel (convolution, attention, ...) once at compile time
         on CPU, with inputs of its shapes, to measure what it allocates inside itself; False uses
         fixed rules instead (see `capture/workspace.py`).
+    accumulate_in_place: add a matrix product into a full-size addend that dies there
+        (`addmm_`) instead of into a new buffer: with tied embeddings the two gradient
+        contributions of the shared weight no longer both live at once (see
+        `inductor/accumulate.py`).
     save_problems: a directory where each graph's planning problem and plan are written as
         JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
     """
@@ -56,6 +60,7 @@ class ModeloptConfig:
     activation_budgets: tuple[float, ...] = (0.5,)
     arena: str = "auto"
     measure_workspace: bool = True
+    accumulate_in_place: bool = True
     save_problems: str | None = None
 
     def __post_init__(self) -> None:

@@ -352,6 +352,69 @@ def as_emitted(problem: Problem, removed: Iterable[str], inplace_reuses: dict[st
     )
 
 
+def kernel_call_steps(order: Sequence[str], nodes: dict[str, Any]) -> list[list[str]]:
+    """The steps of the generated code: the fused nodes of `order` grouped by kernel call.
+
+    Inductor's C++ backend collects consecutive fused nodes into one kernel group and writes the
+    group's call, and the frees of every buffer its nodes used last, only when the group is
+    flushed: before an extern kernel, a template or a device change (`Scheduler.codegen`,
+    `CppScheduling.flush`). Each buffer a group writes is allocated before its call and each
+    input it reads last is freed after it, so the whole group is one step of the code. Triton
+    kernels, extern kernels and templates are each a step of their own.
+    """
+    from torch._inductor.codegen.cpp import CppScheduling
+    from torch._inductor.scheduler import NopKernelSchedulerNode
+    from torch._inductor.virtualized import V
+
+    scheduler = V.graph.scheduler
+    steps: list[list[str]] = []
+    open_device: Any = None  # device of the C++ group being collected, None when closed
+    for name in order:
+        node = nodes[name]
+        if isinstance(node, NopKernelSchedulerNode):
+            if open_device is not None:
+                steps[-1].append(name)
+            else:
+                steps.append([name])
+            continue
+        device = node.get_device()
+        grouped = (
+            device is not None
+            and not (node.is_extern() or node.is_template() or node.is_foreach())
+            and isinstance(scheduler.get_backend(device), CppScheduling)
+        )
+        if grouped and open_device == device:
+            steps[-1].append(name)
+        else:
+            steps.append([name])
+        open_device = device if grouped else None
+    return steps
+
+
+def merge_steps(problem: Problem, steps: Sequence[Sequence[str]]) -> tuple[Problem, list[str]]:
+    """`problem` with each step's operations run as one operation; and the order of the steps.
+
+    A step is named by its operations joined with "+" (a step of one keeps its name).
+    """
+    step_of = {op: "+".join(step) for step in steps for op in step}
+    order = ["+".join(step) for step in steps]
+    tensors = [
+        dataclasses.replace(
+            t,
+            producer=None if t.producer is None else step_of[t.producer],
+            consumers=tuple(dict.fromkeys(step_of[c] for c in t.consumers)),
+        )
+        for t in problem.tensors
+    ]
+    merged = Problem(
+        operations=[Operation(name) for name in order],
+        tensors=tensors,
+        name=problem.name,
+        meta={**problem.meta, "steps": "kernel calls"},
+    )
+    return merged, order
+
+
 def kernel_local_buffers(nodes: Sequence[BaseSchedulerNode]) -> set[str]:
     """Buffers code generation will most likely remove: all their users sit in the kernel that
     writes them (Inductor's `remove_kernel_local_buffers`, which decides per kernel at codegen

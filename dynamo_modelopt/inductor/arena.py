@@ -37,7 +37,7 @@ from torch._inductor.codegen.memory_planning import (
     MemoryPlanner,
 )
 
-from ..capture.scheduler import as_emitted
+from ..capture.scheduler import as_emitted, merge_steps
 from ..config import ModeloptConfig
 from ..planner import fold_aliases, live_bytes_profile, live_ranges
 from ..planner.heuristics import Item, arena_lower_bound, placement_ok, slot_size
@@ -336,14 +336,22 @@ def long_lived_first(arenas: list[ArenaPlan]) -> list[str]:
 
 # -- choosing the arenas of a graph ---------------------------------------------------------
 def arena_candidates_or_reason(
-    wrapper: Any, problem: Any, order: list[str], report: GraphReport, config: ModeloptConfig
+    wrapper: Any,
+    problem: Any,
+    steps: list[list[str]],
+    report: GraphReport,
+    config: ModeloptConfig,
 ) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]] | None:
-    """The arena candidates of this graph, or None with the reason in the report."""
+    """The arena candidates of this graph, or None with the reason in the report.
+
+    `steps`: the planned order's nodes grouped by kernel call (`kernel_call_steps`).
+    """
     from torch._inductor.virtualized import V
 
     try:
         # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
-        plain = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
+        emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
+        plain, order = merge_steps(emitted, steps)
         return _arena_candidates(wrapper, plain, order, live_bytes_profile(plain, order), config)
     except NoArena as exc:
         report.details["arena"] = {"used": False, "reason": str(exc)}

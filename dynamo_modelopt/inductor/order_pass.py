@@ -24,14 +24,16 @@ try:
 except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` takes any callable
     CustomSchedulerPass = object  # type: ignore[misc,assignment]
 
-from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
+from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse, with_inplace_reuse
 from ..capture.scheduler import (
     CapturedGraph,
     SavedStorage,
     UnplannableGraph,
     as_emitted,
     input_views_among_outputs,
+    kernel_call_steps,
     kernel_local_buffers,
+    merge_steps,
     problem_from_scheduler,
     saved_storages,
 )
@@ -44,6 +46,7 @@ from ..planner import (
     plan,
 )
 from ..report import GraphReport, add_report
+from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
 
 if TYPE_CHECKING:
@@ -182,11 +185,78 @@ class PlanOrderPass(CustomSchedulerPass):
                     for name in order
                 ],
                 "stats": result.stats,
+                "accumulated_in_place": _accumulated_in_place(),
             },
         )
         add_report(report)
-        _account_emitted_code(problem, order, report, self.config)
+        steps = _kernel_calls(code, order, reuse_pairs, captured, report)
+        _account_emitted_code(problem, steps, report, self.config)
         return captured.nodes_in(order)
+
+
+def _kernel_calls(
+    code: Any,
+    order: list[str],
+    reuse_pairs: Any,
+    captured: CapturedGraph,
+    report: GraphReport,
+) -> list[list[str]]:
+    """How the fused nodes of `order` will be grouped into kernel calls, deciding it where that
+    matters for memory.
+
+    Inductor's C++ backend runs consecutive fused nodes as one kernel call and frees what they
+    used last only after it (`kernel_call_steps`), which can hold a dying input and the outputs
+    of the next nodes at once. Where that grouping is predicted to raise this graph's peak, each
+    C++ node gets its own call (a few microseconds of call overhead each), which is what the
+    plan assumes; elsewhere Inductor's grouping stays.
+    """
+    from torch._inductor.virtualized import V
+
+    steps = kernel_call_steps(order, captured.node_by_name)
+    grouped = [step for step in steps if len(step) > 1]
+    if not grouped:
+        return steps
+    reused = with_inplace_reuse(code, order, reuse_pairs)
+    separate_peak = peak_live_bytes(reused, order)
+    grouped_peak = peak_live_bytes(*merge_steps(reused, steps))
+    split = grouped_peak > separate_peak
+    report.details["kernel_calls"] = {
+        "grouped_nodes": sum(len(step) for step in grouped),
+        "predicted_peak_grouped": grouped_peak,
+        "predicted_peak_separate": separate_peak,
+        "split": split,
+    }
+    if not split:
+        return steps
+    from torch._inductor.codegen.cpp import CppScheduling
+
+    scheduler = V.graph.scheduler
+    devices = {captured.node_by_name[name].get_device() for step in grouped for name in step}
+    for device in devices - {None}:
+        backend = scheduler.get_backend(device)
+        if isinstance(backend, CppScheduling):
+            _flush_after_each_node(backend)
+    return [[name] for name in order]
+
+
+def _flush_after_each_node(backend: Any) -> None:
+    """Make this graph's C++ backend write each fused node's call (and frees) on its own."""
+    codegen_node = backend.codegen_node
+
+    def codegen_then_flush(node: Any) -> None:
+        codegen_node(node)
+        backend._set_flush_status(True)  # the scheduler flushes after this node
+
+    backend.codegen_node = codegen_then_flush
+
+
+def _accumulated_in_place() -> int:
+    """How many matrix-product sums `accumulate.py` rewrote in this graph."""
+    from torch._inductor.virtualized import V
+
+    module = getattr(V.graph, "module", None)
+    meta = getattr(module, "meta", {})
+    return int(meta.get(REWRITTEN_KEY, 0))
 
 
 # Before code generation the peak of the code is known only roughly: in-place and size-keyed
@@ -251,7 +321,7 @@ def _estimated_runtime(nodes: list[BaseSchedulerNode]) -> float:
 
 
 def _account_emitted_code(
-    problem: Any, order: list[str], report: GraphReport, config: ModeloptConfig
+    problem: Any, steps: list[list[str]], report: GraphReport, config: ModeloptConfig
 ) -> None:
     """Once Inductor has generated this graph's kernels, plan and account what it allocates.
 
@@ -261,6 +331,7 @@ def _account_emitted_code(
     where it plans its allocations (`run_wrapper_ir_passes`, after every kernel is generated):
     we plan the arenas, let Inductor plan its own allocation, predict both peaks from those
     decisions, and emit the arenas where they are predicted not to be higher (see `arena.py`).
+    `steps` are the fused nodes in order, grouped by kernel call (`kernel_call_steps`).
     """
     from torch._inductor.codegen.wrapper import ReuseLine
     from torch._inductor.virtualized import V
@@ -271,7 +342,7 @@ def _account_emitted_code(
     def run_passes(is_inference: bool) -> Any:
         candidates = None
         if config.arena != "off":
-            candidates = arena_candidates_or_reason(wrapper, problem, order, report, config)
+            candidates = arena_candidates_or_reason(wrapper, problem, steps, report, config)
         result = inductor_passes(is_inference)
         try:
             reuses = dict(wrapper.reuses)
@@ -281,6 +352,7 @@ def _account_emitted_code(
                 if isinstance(line, ReuseLine)
             )
             emitted = as_emitted(problem, V.graph.removed_buffers, reuses)
+            emitted, order = merge_steps(emitted, steps)
             profile = live_bytes_profile(emitted, order)
         except Exception as exc:
             log.warning(

@@ -87,6 +87,20 @@ class GraphBreak(nn.Module):
         return self.b(h).logsumexp(-1)
 
 
+class TiedLM(nn.Module):
+    """Input and output embeddings share one weight, so its gradient is a sum of two parts."""
+
+    def __init__(self, vocab: int = 2048, width: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.mix = nn.Linear(width, width)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.mix(self.embed(ids)))
+        logits = hidden @ self.embed.weight.t()
+        return F.cross_entropy(logits.flatten(0, 1), ids.flatten())
+
+
 def tiny_gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -129,12 +143,14 @@ def make_case(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         return DenseBlock(), (torch.randn(2, 3, 32, 32),)
     if name == "graph_break":
         return GraphBreak(), (torch.randn(8, 32),)
+    if name == "tied_lm":
+        return TiedLM(), (torch.randint(0, 2048, (2, 16)),)
     if name == "gpt2":
         return GPT2Loss(), (torch.randint(0, 256, (2, 32)),)
     raise KeyError(name)
 
 
-CASES = ("mlp", "convbn", "inplace_views", "graph_break", "gpt2")
+CASES = ("mlp", "convbn", "inplace_views", "graph_break", "tied_lm", "gpt2")
 
 
 def scalar_loss(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:

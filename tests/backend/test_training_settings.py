@@ -20,13 +20,15 @@ from dynamo_modelopt.decide import (
 from .models import make_case, step_for
 
 
-def _train(case: str, settings: str) -> tuple[dict[str, torch.Tensor], int, int]:
+def _train(
+    case: str, settings: str, **more: object
+) -> tuple[dict[str, torch.Tensor], int, int]:
     """Loss and grads of one step, its measured peak and the predicted peak of the step."""
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
     model, inputs = make_case(case)
     model.train()
-    options = {"strict": True, "settings": settings}
+    options = {"strict": True, "settings": settings, **more}
     compiled = torch.compile(model, backend="modelopt", options=options)
 
     def step() -> torch.Tensor:
@@ -43,6 +45,9 @@ def _train(case: str, settings: str) -> tuple[dict[str, torch.Tensor], int, int]
         assert all(r.details["settings"]["chosen"] == settings for r in reports)
     predicted = max(r.emitted_peak_bytes for r in reports)
     result = {"loss": loss.detach()} | {n: p.grad.clone() for n, p in model.named_parameters()}
+    result["accumulated_in_place"] = torch.tensor(
+        sum(r.details["accumulated_in_place"] for r in reports)
+    )
     for p in model.parameters():
         p.grad = None
     measured = kineto_peak_bytes(step)
@@ -78,6 +83,23 @@ def test_lever_is_correct_and_its_effect_is_predicted(case: str, lever: str) -> 
         measured_change,
         predicted_change,
     )
+
+
+def test_in_place_accumulation_is_correct_and_its_effect_is_predicted() -> None:
+    """Tied embeddings: the two gradient parts of the shared weight are summed in the memory of
+    the first, so one weight-sized buffer fewer is live at the end of the backward."""
+    want = _eager("tied_lm")
+    base, base_measured, base_predicted = _train("tied_lm", "default", accumulate_in_place=False)
+    got, lever_measured, lever_predicted = _train("tied_lm", "default")
+    assert int(base["accumulated_in_place"]) == 0
+    assert int(got["accumulated_in_place"]) == 1
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5)
+    # the weight's gradient is 512 KiB; the peak moves to where the logits' gradient is live
+    assert base_measured - lever_measured >= 0.15 * base_measured, (base_measured, lever_measured)
+    assert abs((lever_predicted - base_predicted) - (lever_measured - base_measured)) <= (
+        0.02 * base_measured
+    ), (base_measured, lever_measured, base_predicted, lever_predicted)
 
 
 def _trial(name: str, peak: int, runtime: float, fell_back: bool = False) -> Trial:

@@ -1,0 +1,130 @@
+"""Accumulate a matrix product into an addend that dies there, instead of into a new buffer.
+
+A weight used twice gets two gradient contributions that the backward sums. With tied input and
+output embeddings (GPT-2, BERT, ...) that sum is `embedding_dense_backward(...) + mm(...)`, which
+Inductor's pattern pass fuses into `addmm(addend, a, b)`: BLAS computes `C = a @ b + C` natively,
+but `addmm` first copies the addend into a fresh output, so both full-size buffers (147 MiB each
+for GPT-2's vocabulary) are live at once, at the step's peak. When the addend is a fresh tensor
+that nothing else reads, `addmm_(addend, a, b)` computes the same values in the addend's own
+memory (the same BLAS call with beta=1, so the same arithmetic).
+
+This is a post-grad FX pass (Inductor's `post_grad_custom_post_pass`), run on every forward,
+backward and inference graph after Inductor's own patterns. It also rewrites the unfused form
+`add(mm(a, b), addend)` that Inductor keeps where it prefers the add fused with pointwise users,
+only when the addend is full size (no broadcast), since then the add has no pointwise work left
+to fuse.
+
+Conditions (conservative: each rewrite must be invisible except for memory):
+- the addend is the output of an ATen operator that returns a fresh tensor (no alias in its
+  schema), not a graph input, constant or view, and its only user is the sum;
+- addend and result have the same shape, strides, dtype and device, and the dtype is floating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+aten = torch.ops.aten
+
+# GraphModule.meta key under which the pass leaves how many sums it rewrote
+REWRITTEN_KEY = "modelopt_accumulated_in_place"
+
+
+def _tensor(node: Any) -> torch.Tensor | None:
+    value = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _returns_fresh_tensor(node: torch.fx.Node) -> bool:
+    """The node's ATen operator returns new memory (its schema marks no output as an alias)."""
+    target = node.target
+    if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+        return False
+    if target.is_view or torch.Tag.inplace_view in target.tags:
+        return False
+    returns = target._schema.returns
+    return len(returns) == 1 and returns[0].alias_info is None
+
+
+def can_accumulate_into(addend: Any, result: torch.fx.Node) -> bool:
+    """`addend` may be overwritten with `result` (see the module docstring for why)."""
+    if not isinstance(addend, torch.fx.Node) or not _returns_fresh_tensor(addend):
+        return False
+    if len(addend.users) != 1 or result not in addend.users:
+        return False
+    a, r = _tensor(addend), _tensor(result)
+    if a is None or r is None or not a.dtype.is_floating_point:
+        return False
+    try:
+        return (
+            a.shape == r.shape
+            and a.stride() == r.stride()
+            and a.dtype == r.dtype
+            and a.device == r.device
+            and a.is_contiguous()
+        )
+    except Exception:  # symbolic sizes that can't be compared: leave the node alone
+        return False
+
+
+def _mm_operands(node: Any) -> tuple[Any, Any] | None:
+    if isinstance(node, torch.fx.Node) and node.target is aten.mm.default and len(node.users) == 1:
+        return node.args[0], node.args[1]
+    return None
+
+
+def accumulate_in_place(graph: torch.fx.Graph) -> int:
+    """Rewrite every eligible matrix-product sum in `graph`; return how many were rewritten."""
+    rewritten = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is aten.addmm.default and len(node.args) == 3:
+            if can_accumulate_into(node.args[0], node):
+                node.target = aten.addmm_.default
+                rewritten += 1
+        elif node.target is aten.add.Tensor and len(node.args) == 2 and not node.kwargs:
+            for mm_side, addend in ((0, 1), (1, 0)):
+                operands = _mm_operands(node.args[mm_side])
+                if operands is None or not can_accumulate_into(node.args[addend], node):
+                    continue
+                mm = node.args[mm_side]
+                with graph.inserting_before(node):
+                    fused = graph.call_function(
+                        aten.addmm_.default, (node.args[addend], *operands)
+                    )
+                fused.meta.update(node.meta)
+                node.replace_all_uses_with(fused)
+                graph.erase_node(node)
+                graph.erase_node(mm)
+                rewritten += 1
+                break
+    if rewritten:
+        graph.lint()
+    return rewritten
+
+
+class AccumulatePass:
+    """`post_grad_custom_post_pass` that runs `accumulate_in_place`, then any pass it replaced.
+
+    Inductor takes one custom post pass; a user's own (set in Inductor's config before compiling)
+    still runs, after ours.
+    """
+
+    def __init__(self, previous: Callable[[torch.fx.Graph], Any] | None = None) -> None:
+        self.previous = previous
+        self.rewritten = 0
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        rewritten = accumulate_in_place(graph)
+        self.rewritten += rewritten
+        if graph.owning_module is not None:  # read back by the graph's report
+            graph.owning_module.meta[REWRITTEN_KEY] = rewritten
+        if self.previous is not None:
+            self.previous(graph)
+
+    def uuid(self) -> str:  # Inductor's cache key for custom passes (our compiles skip the cache)
+        return f"modelopt-accumulate-{id(self.previous)}"
