@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch._dynamo
 
-from bench.memory import cuda_peak
+from dynamo_modelopt.measure import cuda_peak
 
 CASES = ("mlp", "convbn", "inplace_views", "gpt2")
 VARIANTS: dict[str, dict[str, Any] | None] = {

@@ -19,7 +19,7 @@ import torch
 import torch._dynamo
 
 import dynamo_modelopt
-from bench.memory import kineto_peak_bytes
+from dynamo_modelopt.measure import kineto_peak_bytes
 
 MIB = 1 << 20
 

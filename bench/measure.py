@@ -1,6 +1,6 @@
 """Measured figures: compile a model with one backend, warm up, then time and profile steps.
 
-CPU peaks come from the kineto allocator events (bench.memory); CUDA peaks from CUDA's peak
+CPU peaks come from the kineto allocator events (`dynamo_modelopt.measure`); CUDA peaks from CUDA's
 counters. Both are the step's peak above the memory resting before the step. Compilation
 happens in the warm-up step, outside the profiled window; its wall time (including that first
 step) is the reported compile time.
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.memory import cuda_peak, kineto_timeline, peak_from_timeline
+from dynamo_modelopt.measure import cuda_peak, kineto_timeline, peak_from_timeline
 
 BACKENDS = ("eager", "inductor", "modelopt")
 

@@ -34,6 +34,8 @@ class StepPlan:
     fallbacks: str
     per_graph: str
     peak_at: str = ""
+    settings: str = ""
+    predicted_overhead: float | None = None
 
 
 def worst_status(statuses: Sequence[str]) -> str:
@@ -93,6 +95,21 @@ def inductor_defaults_peak(reports: Sequence[Any]) -> int:
     return max(r.inductor_peak_bytes for r in reports)
 
 
+def chosen_settings(reports: Sequence[Any]) -> tuple[str, float | None]:
+    """The settings each graph pair chose ("+"-joined where they differ) and the predicted
+    recompute overhead of the step (summed over pairs; None where no choice was made)."""
+    choices: list[dict[str, Any]] = []
+    for report in reports:
+        settings = report.details.get("settings")
+        if settings is not None and not any(settings is c for c in choices):
+            choices.append(settings)
+    if not choices:
+        return "default", None
+    names = list(dict.fromkeys(c["chosen"] for c in choices))
+    overhead = sum(c.get("predicted_overhead") or 0.0 for c in choices)
+    return "+".join(names), overhead
+
+
 def combine_reports(reports: Sequence[Any]) -> StepPlan | None:
     """One step's figures from its graphs' reports (None when there are no reports)."""
     if not reports:
@@ -112,4 +129,6 @@ def combine_reports(reports: Sequence[Any]) -> StepPlan | None:
         fallbacks=f"{len(fallbacks)}/{len(reports)} {fallback_text}".strip() if fallbacks else "",
         per_graph="; ".join(describe_graph(r) for r in reports),
         peak_at=peak_location(reports),
+        settings=chosen_settings(reports)[0],
+        predicted_overhead=chosen_settings(reports)[1],
     )

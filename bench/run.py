@@ -96,6 +96,8 @@ def apply_plan(row: Row, reports: Sequence[Any], planned: bool) -> None:
     row.solve_seconds = plan.solve_seconds
     row.fallbacks = plan.fallbacks
     row.peak_at = plan.peak_at
+    row.settings = plan.settings
+    row.predicted_overhead = plan.predicted_overhead
     row.notes = _join(row.notes, f"graphs (planned/Inductor/bound): {plan.per_graph}")
     if planned:
         row.inductor_peak_bytes = plan.inductor_peak_bytes

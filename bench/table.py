@@ -45,6 +45,8 @@ class Row:
     inductor_step_ms: float | None = None
     modelopt_step_ms: float | None = None
     fallbacks: str = ""
+    settings: str = ""  # the compile settings modelopt chose (see dynamo_modelopt/decide.py)
+    predicted_overhead: float | None = None  # their estimated extra run time over the defaults
     peak_at: str = ""  # modelopt's step: which graph, step and tensors hold the peak
     error: str = ""
     notes: str = ""
@@ -58,6 +60,12 @@ class Row:
         return ratio(self.modelopt_peak_bytes, self.eager_peak_bytes)
 
     @property
+    def measured_overhead(self) -> float | None:
+        """modelopt's step time over Inductor's, minus one."""
+        r = ratio(self.modelopt_step_ms, self.inductor_step_ms)
+        return None if r is None else r - 1.0
+
+    @property
     def gap(self) -> float | None:
         """How far modelopt's planned peak is above the lower bound, as a fraction of it."""
         if self.planned_peak_bytes is None or self.lower_bound_bytes is None:
@@ -67,7 +75,7 @@ class Row:
         return (self.planned_peak_bytes - self.lower_bound_bytes) / self.planned_peak_bytes
 
 
-DERIVED_COLUMNS = ("modelopt_vs_inductor", "modelopt_vs_eager", "gap")
+DERIVED_COLUMNS = ("modelopt_vs_inductor", "modelopt_vs_eager", "gap", "measured_overhead")
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -150,6 +158,9 @@ MARKDOWN_COLUMNS: list[tuple[str, str]] = [
     ("eager_step_ms", "eager step ms"),
     ("inductor_step_ms", "Inductor step ms"),
     ("modelopt_step_ms", "modelopt step ms"),
+    ("settings", "settings"),
+    ("predicted_overhead", "overhead predicted"),
+    ("measured_overhead", "overhead measured"),
     ("fallbacks", "fallbacks"),
     ("peak_at", "modelopt peak at (MiB)"),
     ("error", "error"),
@@ -159,6 +170,8 @@ MARKDOWN_COLUMNS: list[tuple[str, str]] = [
 def format_cell(row: Row, column: str) -> str:
     """A row's value in `column` as the markdown table shows it."""
     value = getattr(row, column)
+    if column.endswith("_overhead"):
+        return "" if value is None else f"{value:+.1%}"
     if column.endswith("_bytes"):
         return _format_mib(value)
     if column in DERIVED_COLUMNS:

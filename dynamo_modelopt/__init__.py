@@ -4,7 +4,8 @@ Use it by name after installing, no import needed::
 
     compiled = torch.compile(model, backend="modelopt", options={"time_limit": 10})
 
-`get_reports()` tells what was planned for each compiled graph.
+`get_reports()` tells what was planned for each compiled graph; `measure_step(step)` sets one
+step's measured peak and time against the predictions.
 """
 
 from .backend import modelopt_backend
@@ -16,14 +17,17 @@ from .report import (
     format_reports,
     get_reports,
 )
+from .step import StepReport, measure_step
 
 __all__ = [
     "GraphReport",
     "ModeloptConfig",
     "ModeloptFallbackWarning",
+    "StepReport",
     "clear_reports",
     "format_reports",
     "get_reports",
+    "measure_step",
     "modelopt_backend",
 ]
 __version__ = "0.1.0"

@@ -100,7 +100,7 @@ def modelopt_backend(
                 raise
             log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
     chosen = choose(trials, config.max_recompute_overhead)
-    settings = summarize(chosen, trials)
+    settings = summarize(chosen, trials, config.max_recompute_overhead)
     for report in chosen.reports:
         report.details["settings"] = settings
         publish_report(report)

@@ -173,11 +173,41 @@ def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:
     return best
 
 
-def summarize(chosen: Trial, trials: Sequence[Trial]) -> dict[str, Any]:
+def _why(
+    chosen: Trial,
+    default: Trial | None,
+    trials: Sequence[Trial],
+    max_recompute_overhead: float | None,
+) -> str:
+    """One sentence on the choice, with the predicted peaks it was made on."""
+    mib = 1 << 20
+    budget = "" if max_recompute_overhead is None else f" +{max_recompute_overhead:.0%}"
+    if default is None or chosen is default:
+        lower = [t for t in trials if t.predicted_peak_bytes < chosen.predicted_peak_bytes]
+        if not lower:
+            return (
+                f"no alternative of {len(trials) - 1} predicted lower than the defaults"
+                f" ({chosen.predicted_peak_bytes / mib:.2f} MiB)"
+            )
+        names = ", ".join(t.candidate.name for t in lower)
+        return (
+            f"defaults kept: {names} predicted lower but over the{budget} run-time budget"
+            " or failed to compile"
+        )
+    return (
+        f"lowest predicted peak within the{budget} run-time budget:"
+        f" {chosen.predicted_peak_bytes / mib:.2f} MiB against"
+        f" {default.predicted_peak_bytes / mib:.2f} MiB with the defaults"
+    )
+
+
+def summarize(
+    chosen: Trial, trials: Sequence[Trial], max_recompute_overhead: float | None = None
+) -> dict[str, Any]:
     """What was tried and why the chosen one won, for every report of the chosen trial.
 
     `predicted_overhead` is the chosen settings' estimated run time over the defaults' (minus
-    one): what recomputation is predicted to cost; the bench measures the real step times.
+    one): what recomputation is predicted to cost; `measure_step` and the bench measure it.
     """
     default = next((t for t in trials if t.candidate.name == "default"), None)
     overhead = None
@@ -185,6 +215,7 @@ def summarize(chosen: Trial, trials: Sequence[Trial]) -> dict[str, Any]:
         overhead = chosen.estimated_runtime / default.estimated_runtime - 1.0
     return {
         "chosen": chosen.candidate.name,
+        "why": _why(chosen, default, trials, max_recompute_overhead),
         "predicted_overhead": overhead,
         "alternatives": {
             t.candidate.name: {

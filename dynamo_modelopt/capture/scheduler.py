@@ -114,9 +114,59 @@ class SavedStorage:
     storage: str  # the forward's buffer (or input) that owns the memory
     nbytes: int  # that buffer's whole storage
     copied_input: bool  # named like an input (`primals_3`) but a fresh copy
+    held_by_caller: bool = False  # also (a view of) an output the forward's caller receives
 
 
-def saved_storages(fx_graph: Any, graph_outputs: Sequence[Any]) -> dict[str, SavedStorage]:
+def caller_output_range() -> range | None:
+    """Positions, among a training forward's outputs, of what its caller receives.
+
+    AOTAutograd's forward returns the new values of mutated inputs (copied back, then dropped),
+    the user's outputs and the bases of outputs that are views, then what it saves for the
+    backward. The caller holds the user's outputs at least until its backward has run (a
+    `loss.backward()` while `outputs.logits` is still referenced), so they stay allocated
+    during the backward even where the backward is done with them. None when unknown.
+    """
+    import torch
+
+    context = torch._guards.TracingContext.try_get()
+    meta = getattr(context, "fw_metadata", None)
+    if meta is None or getattr(meta, "num_forward_tokens", 0):
+        return None
+    start = meta.num_mutated_inp_runtime_indices
+    return range(start, start + meta.num_outputs + meta.num_intermediate_bases)
+
+
+def _storage_of(ir_output: Any) -> tuple[str, int] | None:
+    """(owning buffer, bytes of its whole storage) of a graph output; None if it has none."""
+    from torch._inductor.utils import get_dtype_size
+    from torch._inductor.virtualized import V
+
+    try:
+        storage = ir_output.get_name()
+        owner = V.graph.get_buffer(storage)
+        nbytes = _size_hint(owner.get_layout().storage_size())
+        return storage, nbytes * get_dtype_size(owner.get_dtype())
+    except Exception:  # constants, None outputs: nothing of their own
+        return None
+
+
+def caller_held_storages(graph_outputs: Sequence[Any], positions: range | None) -> dict[str, int]:
+    """Storage -> bytes of the forward outputs at `positions` that own memory of their own."""
+    from torch._inductor.virtualized import V
+
+    held: dict[str, int] = {}
+    for index in positions or ():
+        if index >= len(graph_outputs):
+            break
+        found = _storage_of(graph_outputs[index])
+        if found is not None and found[0] not in V.graph.graph_inputs:
+            held[found[0]] = found[1]
+    return held
+
+
+def saved_storages(
+    fx_graph: Any, graph_outputs: Sequence[Any], held: dict[str, int] | None = None
+) -> dict[str, SavedStorage]:
     """The storage behind each forward output, by the name the backward receives it under.
 
     Inductor's own estimate sizes a backward input by the elements the backward reads, but a
@@ -125,27 +175,24 @@ def saved_storages(fx_graph: Any, graph_outputs: Sequence[Any]) -> dict[str, Sav
     input that Inductor re-lays out (channels-last for a convolution), the backward receives a
     fresh copy under the input's name (`primals_3`), which the estimate never counts at all.
     """
-    from torch._inductor.utils import get_dtype_size
     from torch._inductor.virtualized import V
 
     output = next(n for n in reversed(fx_graph.nodes) if n.op == "output")
     values = list(output.args[0])
     if len(values) != len(graph_outputs):
         return {}
+    held = held or {}
     found: dict[str, SavedStorage] = {}
     for value, ir_output in zip(values, graph_outputs, strict=True):
         name = getattr(value, "name", None)
-        try:
-            storage = ir_output.get_name()
-            owner = V.graph.get_buffer(storage)
-            nbytes = _size_hint(owner.get_layout().storage_size())
-            nbytes *= get_dtype_size(owner.get_dtype())
-        except Exception:  # constants, None outputs: nothing of their own
+        storage_and_bytes = _storage_of(ir_output)
+        if storage_and_bytes is None:
             continue
+        storage, nbytes = storage_and_bytes
         if name is None or storage in V.graph.graph_inputs:
             continue  # a forward input passed through: the caller's memory
         copied = getattr(value, "op", None) == "placeholder"
-        found[name] = SavedStorage(storage, nbytes, copied)
+        found[name] = SavedStorage(storage, nbytes, copied, storage in held)
     return found
 
 
@@ -165,6 +212,7 @@ def problem_from_scheduler(
     inputs_not_owned: Iterable[str] = (),
     saved: dict[str, SavedStorage] | None = None,
     measure_workspace: bool = True,
+    held_by_caller: dict[str, int] | None = None,
 ) -> CapturedGraph:
     """Build the planning problem of fused `nodes` in their current order.
 
@@ -172,6 +220,14 @@ def problem_from_scheduler(
     saved views of parameters): they are left out. `saved` gives a backward the storage behind
     each saved tensor (see `saved_storages`): inputs are sized by it, views of one storage
     alias each other, and copies Inductor's estimate skips are live throughout.
+
+    For a backward (`saved` given), also the gradients of the forward's outputs (`tangents_*`,
+    allocated before the backward and freed after their last use), which Inductor's estimate
+    leaves out. Whether the caller still holds the forward's outputs during the backward is up
+    to the caller: the problem assumes it does not (`loss = model(x).loss`), and
+    `meta["held_by_caller"]` says what would stay live if it did (`peak_if_outputs_held`):
+    the saved tensors that are outputs too, and the bytes of the other outputs
+    (`held_by_caller`: storage -> bytes of each forward output the caller receives).
 
     Requires memory.py's planning info on the nodes and buffers, i.e. run after
     `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
@@ -213,6 +269,18 @@ def problem_from_scheduler(
                 alias_of=alias_of if alias_of != buf_name else None,
             )
         )
+    meta: dict[str, Any] = {}
+    if saved:
+        tensors += _output_gradients(nodes, freeable_inputs)
+        received = {s.storage for n, s in saved.items() if n in V.graph.graph_inputs}
+        meta["held_by_caller"] = {
+            "tensors": sorted(
+                n for n, s in saved.items() if s.held_by_caller and n in freeable_inputs
+            ),
+            "other_bytes": sum(
+                size for storage, size in (held_by_caller or {}).items() if storage not in received
+            ),
+        }
     for buf_name, storage in saved.items():
         if not storage.copied_input or buf_name in freeable_inputs or buf_name in not_owned:
             continue
@@ -280,8 +348,36 @@ def problem_from_scheduler(
         tensors=tensors,
         precedences=sorted(precedences),
         name=name,
+        meta=meta,
     )
     return CapturedGraph(problem=problem, node_by_name=node_by_name)
+
+
+def _output_gradients(nodes: Sequence[BaseSchedulerNode], freeable_inputs: Any) -> list[Tensor]:
+    """A backward's `tangents_*` inputs, which Inductor's estimate counts as never freed."""
+    from torch._inductor.utils import get_dtype_size
+    from torch._inductor.virtualized import V
+
+    extras: list[Tensor] = []
+    for name, value in V.graph.graph_inputs.items():
+        if not name.startswith("tangents_") or name in freeable_inputs:
+            continue
+        try:
+            size = _size_hint(value.get_layout().storage_size()) * get_dtype_size(value.get_dtype())
+        except Exception:
+            continue
+        readers = [n for n in nodes if any(d.name == name for d in n.read_writes.reads)]
+        extras.append(
+            Tensor(
+                name=name,
+                size=size,
+                producer=None,
+                consumers=_names(readers),
+                placed=False,
+                alignment=ALLOCATION_ALIGNMENT,
+            )
+        )
+    return extras
 
 
 def _start_at_first_write(

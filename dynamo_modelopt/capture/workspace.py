@@ -298,16 +298,10 @@ def _kept_bytes(result: Any, paths: tuple[tuple[int, ...], ...] | None, before: 
 
 
 def _peak_above_start(prof: Any) -> int:
-    """Max running sum of the profiler's allocator events in time order (as bench/memory.py)."""
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-        key=lambda e: e.start_ns(),
-    )
-    live = peak = 0
-    for event in events:
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak
+    """Max running sum of the profiler's allocator events in time order."""
+    from ..measure import memory_events_of, peak_from_events
+
+    return peak_from_events(memory_events_of(prof))
 
 
 def _measure(

@@ -93,9 +93,7 @@ def accumulate_in_place(graph: torch.fx.Graph) -> int:
                     continue
                 mm = node.args[mm_side]
                 with graph.inserting_before(node):
-                    fused = graph.call_function(
-                        aten.addmm_.default, (node.args[addend], *operands)
-                    )
+                    fused = graph.call_function(aten.addmm_.default, (node.args[addend], *operands))
                 fused.meta.update(node.meta)
                 node.replace_all_uses_with(fused)
                 graph.erase_node(node)

@@ -341,8 +341,9 @@ def arena_candidates_or_reason(
     steps: list[list[str]],
     report: GraphReport,
     config: ModeloptConfig,
-) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]] | None:
-    """The arena candidates of this graph, or None with the reason in the report.
+) -> tuple[list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]], ArenaProfile] | None:
+    """The arena candidates of this graph and the profile that predicted them, or None with
+    the reason in the report.
 
     `steps`: the planned order's nodes grouped by kernel call (`kernel_call_steps`).
     """
@@ -352,7 +353,8 @@ def arena_candidates_or_reason(
         # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
         emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
         plain, order = merge_steps(emitted, steps)
-        return _arena_candidates(wrapper, plain, order, live_bytes_profile(plain, order), config)
+        predict = ArenaProfile(plain, order, live_bytes_profile(plain, order))
+        return _arena_candidates(wrapper, predict, config), predict
     except NoArena as exc:
         report.details["arena"] = {"used": False, "reason": str(exc)}
     except Exception as exc:
@@ -369,8 +371,9 @@ def choose_arena(
     without: int,
     report: GraphReport,
     config: ModeloptConfig,
-) -> None:
-    """Install the best arena candidate where it is predicted not above Inductor's allocation.
+) -> list[ArenaPlan] | None:
+    """Install the best arena candidate where it is predicted not above Inductor's allocation;
+    return its arenas (None where Inductor's allocation stays).
 
     Ties go to the candidate with more in arenas (less fragmentation where an allocator has
     it), then to fewer arenas (fewer allocations per call).
@@ -398,13 +401,15 @@ def choose_arena(
             for a in arenas
         ],
     }
-    if used:
-        wrapper.lines = lines
-        report.emitted_peak_bytes = predicted
+    if not used:
+        return None
+    wrapper.lines = lines
+    report.emitted_peak_bytes = predicted
+    return arenas
 
 
 def _arena_candidates(
-    wrapper: Any, emitted: Any, order: list[str], profile: list[int], config: ModeloptConfig
+    wrapper: Any, predict: ArenaProfile, config: ModeloptConfig
 ) -> list[tuple[int, frozenset[str], list[Any], list[ArenaPlan]]]:
     """(predicted peak, groups left out, wrapper lines, arenas) of each candidate tried.
 
@@ -414,10 +419,8 @@ def _arena_candidates(
     raise its predicted peak (one allocation per call instead of one per stretch: cheaper to
     run, for free).
     """
-    without = max(profile, default=0)
+    without = max(predict.profile, default=0)
     budget = max(0.2, config.time_limit / 4)
-
-    predict = ArenaProfile(emitted, order, profile)
 
     def candidate(
         left_out: frozenset[str], bundle_of: dict[str, int] | None = None

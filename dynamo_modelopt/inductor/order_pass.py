@@ -30,6 +30,8 @@ from ..capture.scheduler import (
     SavedStorage,
     UnplannableGraph,
     as_emitted,
+    caller_held_storages,
+    caller_output_range,
     input_views_among_outputs,
     kernel_call_steps,
     kernel_local_buffers,
@@ -40,6 +42,7 @@ from ..capture.scheduler import (
 from ..config import ModeloptConfig
 from ..planner import (
     check_plan,
+    fold_aliases,
     live_bytes_profile,
     live_ranges,
     peak_live_bytes,
@@ -92,6 +95,7 @@ class PlanOrderPass(CustomSchedulerPass):
         # config patches): the forward's saved views of its inputs are read by the backward.
         self.saved_input_views: set[str] = set()
         self.saved: dict[str, SavedStorage] = {}
+        self.held: dict[str, int] = {}
 
     def uuid(self) -> Any:
         return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
@@ -133,7 +137,8 @@ class PlanOrderPass(CustomSchedulerPass):
 
         if kind == "forward":
             self.saved_input_views = input_views_among_outputs(V.graph.module.graph)
-            self.saved = saved_storages(V.graph.module.graph, V.graph.graph_outputs)
+            self.held = caller_held_storages(V.graph.graph_outputs, caller_output_range())
+            self.saved = saved_storages(V.graph.module.graph, V.graph.graph_outputs, self.held)
         captured: CapturedGraph = problem_from_scheduler(
             inductor_nodes,
             V.graph.graph_inputs.keys(),
@@ -141,6 +146,7 @@ class PlanOrderPass(CustomSchedulerPass):
             name=graph_name,
             inputs_not_owned=self.saved_input_views if kind == "backward" else (),
             saved=self.saved if kind == "backward" else None,
+            held_by_caller=self.held if kind == "backward" else None,
             measure_workspace=self.config.measure_workspace,
         )
         problem = captured.problem
@@ -186,6 +192,7 @@ class PlanOrderPass(CustomSchedulerPass):
                 ],
                 "stats": result.stats,
                 "accumulated_in_place": _accumulated_in_place(),
+                "output_gradients": _output_gradients(problem) if kind == "backward" else {},
             },
         )
         add_report(report)
@@ -248,6 +255,39 @@ def _flush_after_each_node(backend: Any) -> None:
         backend._set_flush_status(True)  # the scheduler flushes after this node
 
     backend.codegen_node = codegen_then_flush
+
+
+def _extra_if_outputs_held(emitted: Any, order: list[str]) -> list[int]:
+    """Bytes per step that stay live if the caller holds the forward's outputs through the
+    backward: saved tensors that are outputs too, past their last use here, and the other
+    outputs throughout (see `problem_from_scheduler`)."""
+    held = emitted.meta["held_by_caller"]
+    by_name = {t.name: t for t in emitted.tensors}
+
+    def root(name: str) -> str:
+        while by_name[name].alias_of is not None:
+            name = by_name[name].alias_of
+        return name
+
+    ranges = live_ranges(emitted, order)
+    sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
+    extra = [int(held.get("other_bytes", 0))] * len(order)
+    for name in {root(n) for n in held.get("tensors", ()) if n in by_name}:
+        last = ranges[name][1]
+        for step in range(last + 1, len(order)):
+            extra[step] += sizes.get(name, 0)
+    return extra
+
+
+def _output_gradients(problem: Any) -> dict[str, int]:
+    """Bytes of each gradient the backward receives for a forward output (AOTAutograd's
+    `tangents_*` inputs). Autograd passes zeros of full size for an output the loss did not use,
+    so a large one here is memory the user can save by returning only what the loss needs."""
+    return {
+        t.name: t.size
+        for t in problem.tensors
+        if t.producer is None and t.name.startswith("tangents_") and t.size > 0
+    }
 
 
 def _accumulated_in_place() -> int:
@@ -340,9 +380,9 @@ def _account_emitted_code(
     inductor_passes = wrapper.run_wrapper_ir_passes
 
     def run_passes(is_inference: bool) -> Any:
-        candidates = None
+        arena_options = None
         if config.arena != "off":
-            candidates = arena_candidates_or_reason(wrapper, problem, steps, report, config)
+            arena_options = arena_candidates_or_reason(wrapper, problem, steps, report, config)
         result = inductor_passes(is_inference)
         try:
             reuses = dict(wrapper.reuses)
@@ -362,8 +402,16 @@ def _account_emitted_code(
         report.emitted_peak_bytes = max(profile, default=0)
         report.details["inplace_reuses"] = len(wrapper.reuses)
         report.details["peak"] = where_is_the_peak(emitted, order)
-        if candidates:
-            choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
+        if arena_options and arena_options[0]:
+            candidates, predict = arena_options
+            arenas = choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
+            if arenas is not None:
+                profile = predict(arenas)
+        if emitted.meta.get("held_by_caller"):
+            extra = _extra_if_outputs_held(emitted, order)
+            report.details["peak_if_outputs_held"] = max(
+                (live + more for live, more in zip(profile, extra, strict=True)), default=0
+            )
         return result
 
     wrapper.run_wrapper_ir_passes = run_passes

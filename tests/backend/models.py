@@ -101,6 +101,23 @@ class TiedLM(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1), ids.flatten())
 
 
+class LossAndFeatures(nn.Module):
+    """Returns its loss and, optionally, the features it computed on the way (2 MiB)."""
+
+    def __init__(self, return_features: bool) -> None:
+        super().__init__()
+        self.return_features = return_features
+        self.body = nn.Linear(64, 1024)
+        self.head = nn.Linear(1024, 10)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = F.gelu(self.body(x))
+        loss = F.cross_entropy(self.head(features), y)
+        return (loss, features) if self.return_features else loss
+
+
 def tiny_gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -12,12 +12,12 @@ import torch._dynamo
 from torch._inductor.utils import run_and_get_code
 
 import dynamo_modelopt
-from bench.memory import kineto_peak_bytes
 from dynamo_modelopt.inductor.arena import (
     ArenaPlan,
     ArenaProfile,
     _bundle_stretches,
 )
+from dynamo_modelopt.measure import kineto_peak_bytes
 from dynamo_modelopt.planner import Operation, Problem, Tensor, live_bytes_profile
 
 from .models import CASES, make_case, scalar_loss, step_for

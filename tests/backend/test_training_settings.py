@@ -7,7 +7,6 @@ import torch
 import torch._dynamo
 
 import dynamo_modelopt
-from bench.memory import kineto_peak_bytes
 from dynamo_modelopt.decide import (
     Candidate,
     Trial,
@@ -16,13 +15,12 @@ from dynamo_modelopt.decide import (
     has_concatenation,
     summarize,
 )
+from dynamo_modelopt.measure import kineto_peak_bytes
 
-from .models import make_case, step_for
+from .models import LossAndFeatures, make_case, step_for
 
 
-def _train(
-    case: str, settings: str, **more: object
-) -> tuple[dict[str, torch.Tensor], int, int]:
+def _train(case: str, settings: str, **more: object) -> tuple[dict[str, torch.Tensor], int, int]:
     """Loss and grads of one step, its measured peak and the predicted peak of the step."""
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
@@ -195,3 +193,77 @@ def test_concatenation_is_detected_and_gets_its_candidates() -> None:
     names = [c.name for c in candidates(False, True, (0.5,), has_concatenation=True)]
     assert names == ["default", "no_layout_opt", "pointwise_cat", "no_layout_opt+pointwise_cat"]
     assert "pointwise_cat" not in [c.name for c in candidates(True, True, (0.5,), True)]
+
+
+def test_measure_step_sets_the_measured_step_against_the_prediction() -> None:
+    """The step report: measured peak = predicted (the cost model is exact on this model), where
+    the peak sits, which settings were chosen and why, and the measured overhead against a
+    baseline step."""
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("mlp")
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    step = step_for(model, compiled, inputs, "training")
+    step()  # compiles
+    baseline_model, _ = make_case("mlp")
+    baseline = step_for(baseline_model, torch.compile(baseline_model), inputs, "training")
+    baseline()
+    report = dynamo_modelopt.measure_step(
+        step, reports=dynamo_modelopt.get_reports(), baseline=baseline, repeats=2
+    )
+    assert report.predicted_peak_bytes is not None
+    assert abs(report.measured_peak_bytes - report.predicted_peak_bytes) <= (
+        0.02 * report.measured_peak_bytes
+    ), (report.measured_peak_bytes, report.predicted_peak_bytes)
+    assert report.peak_at["operation"] and report.peak_graph.startswith(("forward", "backward"))
+    (settings,) = report.settings  # one graph pair, one choice
+    assert settings["chosen"] in settings["alternatives"] and settings["why"]
+    assert report.measured_overhead is not None and report.step_seconds > 0
+    text = report.summary()
+    assert "measured" in text and settings["chosen"] in text and "recompute overhead" in text
+
+
+def _step_report(return_features: bool) -> dynamo_modelopt.StepReport:
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    torch.manual_seed(0)
+    model = LossAndFeatures(return_features)
+    inputs = (torch.randn(512, 64), torch.randint(0, 10, (512,)))
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+
+    def step() -> None:
+        for p in model.parameters():
+            p.grad = None
+        out = compiled(*inputs)
+        (out[0] if return_features else out).backward()  # the features get no gradient
+
+    step()
+    return dynamo_modelopt.measure_step(step, repeats=1)
+
+
+def test_unused_output_gradient_is_reported_with_what_it_costs() -> None:
+    """An output the loss does not use still gets a full-size zeros gradient from autograd: the
+    step report names it, and returning only the loss saves at least that much, as the hint
+    says."""
+    with_features = _step_report(return_features=True)
+    loss_only = _step_report(return_features=False)
+    features_bytes = 512 * 1024 * 4
+    assert sum(with_features.output_gradients.values()) >= features_bytes
+    assert "hint" in with_features.summary()
+    assert "hint" not in loss_only.summary()
+    saved = with_features.measured_peak_bytes - loss_only.measured_peak_bytes
+    assert saved >= features_bytes, (
+        with_features.measured_peak_bytes,
+        loss_only.measured_peak_bytes,
+    )
+    # the step keeps `out` (loss and features) until its backward has run
+    for report, predicted in (
+        (with_features, with_features.predicted_peak_if_outputs_held),
+        (loss_only, loss_only.predicted_peak_bytes),
+    ):
+        assert predicted is not None
+        assert abs(predicted - report.measured_peak_bytes) <= 0.02 * report.measured_peak_bytes, (
+            predicted,
+            report.measured_peak_bytes,
+        )
+    assert with_features.predicted_peak_bytes < with_features.predicted_peak_if_outputs_held

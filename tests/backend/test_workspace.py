@@ -19,13 +19,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch._inductor.custom_graph_pass import CustomSchedulerPass
 
-from bench.memory import kineto_peak_bytes
 from dynamo_modelopt.capture.scheduler import _size_hint
 from dynamo_modelopt.capture.workspace import (
     extern_workspace_bytes,
     measured_workspace_bytes,
     rule_workspace_bytes,
 )
+from dynamo_modelopt.measure import kineto_peak_bytes
 
 aten = torch.ops.aten
 

@@ -176,8 +176,14 @@ def test_worst_status() -> None:
 
 
 def test_peak_location_names_the_highest_graph_and_its_tensors() -> None:
-    forward = report("forward", 3 * MIB, 3 * MIB, MIB, emitted_peak_bytes=3 * MIB,
-                     details={"peak": {"step": 1, "largest_live": [("buf1", MIB)]}})
+    forward = report(
+        "forward",
+        3 * MIB,
+        3 * MIB,
+        MIB,
+        emitted_peak_bytes=3 * MIB,
+        details={"peak": {"step": 1, "largest_live": [("buf1", MIB)]}},
+    )
     backward = report(
         "backward", 5 * MIB, 5 * MIB, MIB, emitted_peak_bytes=5 * MIB,
         details={

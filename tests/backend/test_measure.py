@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.memory import (
+from dynamo_modelopt.measure import (
     MemoryEvent,
     kineto_peak_bytes,
     kineto_timeline,
@@ -50,6 +50,20 @@ def test_kineto_does_not_see_frees_of_memory_from_before_the_window() -> None:
         del scratch
 
     assert kineto_peak_bytes(free_older_then_allocate) == 1000
+
+
+def test_leading_frees_can_be_left_out() -> None:
+    """A block the profiler saw allocated in an earlier window is reported when freed: a step
+    that starts by dropping it would look smaller unless counted after its leading frees."""
+    older: list[torch.Tensor] = []
+    kineto_peak_bytes(lambda: older.append(_bytes(1 << 20)))
+
+    def free_older_then_allocate() -> None:
+        older.clear()
+        scratch = _bytes(1000)
+        del scratch
+
+    assert kineto_peak_bytes(free_older_then_allocate, after_leading_frees=True) == 1000
 
 
 def test_kineto_timeline_starts_at_zero_time_and_returns_to_zero() -> None:

@@ -66,9 +66,19 @@ def profile_memory_events(fn: Callable[[], Any]) -> list[MemoryEvent]:
     return memory_events_of(prof)
 
 
-def kineto_peak_bytes(fn: Callable[[], Any]) -> int:
-    """Run `fn()` once under the profiler; peak bytes allocated above the level at its start."""
-    return peak_from_events(profile_memory_events(fn))
+def kineto_peak_bytes(fn: Callable[[], Any], after_leading_frees: bool = False) -> int:
+    """Run `fn()` once under the profiler; peak bytes allocated above the level at its start.
+
+    `after_leading_frees`: count from the level after the frees that come before the first
+    allocation instead (a training step that starts by dropping the last step's gradients:
+    the profiler reports those frees only when it saw the blocks allocated, in this process's
+    earlier profiling, so the level at the start is not reliable).
+    """
+    events = sorted(profile_memory_events(fn), key=lambda e: e.time_ns)
+    if after_leading_frees:
+        first = next((i for i, e in enumerate(events) if e.delta_bytes > 0), len(events))
+        events = events[first:]
+    return peak_from_events(events)
 
 
 def kineto_timeline(fn: Callable[[], Any]) -> list[tuple[int, int]]:
