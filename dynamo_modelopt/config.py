@@ -40,7 +40,7 @@ class ModeloptConfig:
         on CPU, with inputs of its shapes, to measure what it allocates inside itself; False uses
         fixed rules instead (see `capture/workspace.py`).
     accumulate_in_place: add a matrix product into a full-size addend that dies there
-        (`addmm_`) instead of into a new buffer: with tied embeddings the two gradient
+        (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see
         `inductor/accumulate.py`).
     save_problems: a directory where each graph's planning problem and plan are written as

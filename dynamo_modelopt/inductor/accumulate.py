@@ -157,7 +157,10 @@ class AccumulatePass:
         self.rewritten = 0
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        rewritten = accumulate_in_place(graph)
+        from torch._inductor import config as inductor_config
+
+        # The C++ wrapper would call our Python operator through its proxy: leave those alone.
+        rewritten = 0 if inductor_config.cpp_wrapper else accumulate_in_place(graph)
         self.rewritten += rewritten
         if graph.owning_module is not None:  # read back by the graph's report
             graph.owning_module.meta[REWRITTEN_KEY] = rewritten
