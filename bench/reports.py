@@ -98,16 +98,13 @@ def inductor_defaults_peak(reports: Sequence[Any]) -> int:
 def chosen_settings(reports: Sequence[Any]) -> tuple[str, float | None]:
     """The settings each graph pair chose ("+"-joined where they differ) and the predicted
     recompute overhead of the step (summed over pairs; None where no choice was made)."""
-    choices: list[dict[str, Any]] = []
-    for report in reports:
-        settings = report.details.get("settings")
-        if settings is not None and not any(settings is c for c in choices):
-            choices.append(settings)
+    from dynamo_modelopt.step import predicted_overhead, settings_of
+
+    choices = settings_of(reports)
     if not choices:
         return "default", None
     names = list(dict.fromkeys(c["chosen"] for c in choices))
-    overhead = sum(c.get("predicted_overhead") or 0.0 for c in choices)
-    return "+".join(names), overhead
+    return "+".join(names), predicted_overhead(choices)
 
 
 def combine_reports(reports: Sequence[Any]) -> StepPlan | None:

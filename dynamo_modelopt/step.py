@@ -55,7 +55,7 @@ class StepReport:
     def predicted_overhead(self) -> float:
         """Estimated extra run time of the chosen settings over Inductor's defaults, summed over
         the step's graph pairs (0 where every pair kept the defaults)."""
-        return sum(s.get("predicted_overhead") or 0.0 for s in self.settings)
+        return predicted_overhead(self.settings)
 
     @property
     def measured_overhead(self) -> float | None:
@@ -123,7 +123,7 @@ def _median_seconds(step: Callable[[], Any], repeats: int, cuda: bool) -> float:
     return statistics.median(times)
 
 
-def _settings_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
+def settings_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
     """One settings summary per graph pair (the forward and backward of a pair share one)."""
     seen: list[dict[str, Any]] = []
     for report in reports:
@@ -131,6 +131,11 @@ def _settings_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
         if settings is not None and not any(settings is s for s in seen):
             seen.append(settings)
     return seen
+
+
+def predicted_overhead(settings: Sequence[dict[str, Any]]) -> float:
+    """The summed predicted recompute overhead of graph pairs' settings summaries."""
+    return sum(s.get("predicted_overhead") or 0.0 for s in settings)
 
 
 def measure_step(
@@ -167,7 +172,7 @@ def measure_step(
         ),
         peak_graph="" if top is None else f"{top.graph_kind} graph {top.graph_name}",
         peak_at={} if top is None else dict(top.details.get("peak", {})),
-        settings=_settings_of(reports),
+        settings=settings_of(reports),
         output_gradients={
             name: size
             for r in reports
