@@ -136,16 +136,25 @@ def caller_output_range() -> range | None:
     return range(start, start + meta.num_outputs + meta.num_intermediate_bases)
 
 
+def _storage_bytes(buffer: Any) -> int:
+    """Bytes of the whole storage behind an IR buffer or graph input."""
+    from torch._inductor.utils import get_dtype_size
+
+    return _size_hint(buffer.get_layout().storage_size()) * get_dtype_size(buffer.get_dtype())
+
+
+def _readers(nodes: Sequence[BaseSchedulerNode], name: str) -> list[BaseSchedulerNode]:
+    """The nodes that read buffer `name`."""
+    return [n for n in nodes if any(d.name == name for d in n.read_writes.reads)]
+
+
 def _storage_of(ir_output: Any) -> tuple[str, int] | None:
     """(owning buffer, bytes of its whole storage) of a graph output; None if it has none."""
-    from torch._inductor.utils import get_dtype_size
     from torch._inductor.virtualized import V
 
     try:
         storage = ir_output.get_name()
-        owner = V.graph.get_buffer(storage)
-        nbytes = _size_hint(owner.get_layout().storage_size())
-        return storage, nbytes * get_dtype_size(owner.get_dtype())
+        return storage, _storage_bytes(V.graph.get_buffer(storage))
     except Exception:  # constants, None outputs: nothing of their own
         return None
 
@@ -286,7 +295,7 @@ def problem_from_scheduler(
             continue
         if buf_name not in V.graph.graph_inputs:
             continue
-        readers = [n for n in nodes if any(d.name == buf_name for d in n.read_writes.reads)]
+        readers = _readers(nodes, buf_name)
         tensors.append(
             Tensor(
                 name=buf_name,
@@ -355,7 +364,6 @@ def problem_from_scheduler(
 
 def _output_gradients(nodes: Sequence[BaseSchedulerNode], freeable_inputs: Any) -> list[Tensor]:
     """A backward's `tangents_*` inputs, which Inductor's estimate counts as never freed."""
-    from torch._inductor.utils import get_dtype_size
     from torch._inductor.virtualized import V
 
     extras: list[Tensor] = []
@@ -363,16 +371,15 @@ def _output_gradients(nodes: Sequence[BaseSchedulerNode], freeable_inputs: Any) 
         if not name.startswith("tangents_") or name in freeable_inputs:
             continue
         try:
-            size = _size_hint(value.get_layout().storage_size()) * get_dtype_size(value.get_dtype())
-        except Exception:
+            size = _storage_bytes(value)
+        except Exception:  # not a tensor (a symbolic size)
             continue
-        readers = [n for n in nodes if any(d.name == name for d in n.read_writes.reads)]
         extras.append(
             Tensor(
                 name=name,
                 size=size,
                 producer=None,
-                consumers=_names(readers),
+                consumers=_names(_readers(nodes, name)),
                 placed=False,
                 alignment=ALLOCATION_ALIGNMENT,
             )

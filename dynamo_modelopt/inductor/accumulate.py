@@ -154,14 +154,12 @@ class AccumulatePass:
 
     def __init__(self, previous: Callable[[torch.fx.Graph], Any] | None = None) -> None:
         self.previous = previous
-        self.rewritten = 0
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         from torch._inductor import config as inductor_config
 
         # The C++ wrapper would call our Python operator through its proxy: leave those alone.
         rewritten = 0 if inductor_config.cpp_wrapper else accumulate_in_place(graph)
-        self.rewritten += rewritten
         if graph.owning_module is not None:  # read back by the graph's report
             graph.owning_module.meta[REWRITTEN_KEY] = rewritten
         if self.previous is not None:

@@ -192,7 +192,7 @@ class PlanOrderPass(CustomSchedulerPass):
                 ],
                 "stats": result.stats,
                 "accumulated_in_place": _accumulated_in_place(),
-                "output_gradients": _output_gradients(problem) if kind == "backward" else {},
+                "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
         )
         add_report(report)
@@ -262,24 +262,18 @@ def _extra_if_outputs_held(emitted: Any, order: list[str]) -> list[int]:
     backward: saved tensors that are outputs too, past their last use here, and the other
     outputs throughout (see `problem_from_scheduler`)."""
     held = emitted.meta["held_by_caller"]
-    by_name = {t.name: t for t in emitted.tensors}
-
-    def root(name: str) -> str:
-        while by_name[name].alias_of is not None:
-            name = by_name[name].alias_of
-        return name
-
+    known = {t.name for t in emitted.tensors}
     ranges = live_ranges(emitted, order)
     sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
     extra = [int(held.get("other_bytes", 0))] * len(order)
-    for name in {root(n) for n in held.get("tensors", ()) if n in by_name}:
+    for name in {emitted.alias_root(n) for n in held.get("tensors", ()) if n in known}:
         last = ranges[name][1]
         for step in range(last + 1, len(order)):
             extra[step] += sizes.get(name, 0)
     return extra
 
 
-def _output_gradients(problem: Any) -> dict[str, int]:
+def _output_gradient_bytes(problem: Any) -> dict[str, int]:
     """Bytes of each gradient the backward receives for a forward output (AOTAutograd's
     `tangents_*` inputs). Autograd passes zeros of full size for an output the loss did not use,
     so a large one here is memory the user can save by returning only what the loss needs."""
