@@ -26,6 +26,7 @@ from .decide import (
     is_training_graph,
     summarize,
 )
+from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
 from .inductor.order_pass import PlanOrderPass
 from .report import publish_report
@@ -73,11 +74,23 @@ def modelopt_backend(
         with torch._functorch.config.patch(enable_autograd_cache=False):
             return compile_fx(graph, inputs, config_patches={**ours, **patches})
 
+    planned_saves = None
+    if config.plan_recomputation and saved_set.available():
+
+        def planned_saves() -> saved_set.PlannedPartitioner:
+            return saved_set.PlannedPartitioner(
+                config.max_recompute_overhead,
+                time_limit=min(config.time_limit, 2.0),
+                seed=config.seed,
+                threads=config.threads,
+            )
+
     options_to_try = candidates(
         is_training_graph(example_inputs),
         has_convolution(gm),
         config.activation_budgets,
         has_concatenation(gm),
+        planned_saves,
     )
     if config.settings != "auto":
         forced = [c for c in options_to_try if c.name == config.settings]

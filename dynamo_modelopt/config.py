@@ -29,9 +29,13 @@ class ModeloptConfig:
         keeps the lowest within `max_recompute_overhead` of the estimated run time (see
         `decide.py`); "default" compiles Inductor's defaults only (fastest compile); a
         candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5",
-        "pointwise_cat", ...) forces it.
+        "planned_saves", "pointwise_cat", ...) forces it.
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
     activation_budgets: the activation memory budgets tried in training.
+    plan_recomputation: in training, also try the planner's own choice of what to recompute
+        ("planned_saves"): the lowest backward peak, step by step, within
+        `max_recompute_overhead` of the joint graph's estimated run time (see
+        `planner/remat.py`, `inductor/saved_set.py`).
     arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved
         out at the offset the planner chose, wherever that is predicted not to raise the graph's
         peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
@@ -58,6 +62,7 @@ class ModeloptConfig:
     settings: str = "auto"
     max_recompute_overhead: float = 0.05
     activation_budgets: tuple[float, ...] = (0.5,)
+    plan_recomputation: bool = True
     arena: str = "auto"
     measure_workspace: bool = True
     accumulate_in_place: bool = True

@@ -15,6 +15,9 @@ Candidates:
   activations around convolutions);
 - "budget_<b>" (training only): the min-cut partitioner's `activation_memory_budget=b`, which
   recomputes cheap activations in the backward instead of saving them;
+- "planned_saves" (training only): the planner decides which activations the backward
+  recomputes, for the lowest peak over the backward's steps within the run-time budget
+  (`inductor/saved_set.py`, `planner/remat.py`);
 - "pointwise_cat" (inference, graphs with a concatenation): `force_pointwise_cat=True`. By
   default Inductor's CPU code writes each input of a concatenation straight into its slice of
   the output, so the output is allocated when its first input is computed; where an input feeds
@@ -34,6 +37,7 @@ from typing import Any
 
 import torch
 
+from .inductor.saved_set import PlannedPartitioner
 from .report import GraphReport
 
 log = logging.getLogger(__name__)
@@ -85,10 +89,14 @@ def candidates(
     has_convolution: bool,
     activation_budgets: Sequence[float],
     has_concatenation: bool = False,
+    planned_saves: Callable[[], Any] | None = None,
 ) -> list[Candidate]:
     """The settings to try, Inductor's defaults first; only those that can change the graph
     (Inductor optimizes layouts only around convolutions; budgets act in training only; the
-    way a concatenation is written moved no training peak we measured)."""
+    way a concatenation is written moved no training peak we measured).
+
+    `planned_saves`: makes the partitioner of a "planned_saves" candidate (a fresh one for each,
+    as it keeps its plans); None leaves that candidate out."""
     layouts: list[tuple[str, dict[str, Any]]] = [("", {})]
     if has_convolution:
         layouts.append(("no_layout_opt", {"layout_optimization": False}))
@@ -100,11 +108,16 @@ def candidates(
     budgets: list[tuple[str, dict[str, Any]]] = [("", {})]
     if training:
         budgets += [(f"budget_{b:g}", {"activation_memory_budget": b}) for b in activation_budgets]
+        if planned_saves is not None:
+            budgets.append(("planned_saves", {}))
     found = []
     for budget_name, functorch_patches in budgets:
         for layout_name, inductor_patches in layouts:
             name = "+".join(n for n in (layout_name, budget_name) if n) or "default"
-            found.append(Candidate(name, inductor_patches, functorch_patches))
+            patches = inductor_patches
+            if budget_name == "planned_saves" and planned_saves is not None:
+                patches = {**inductor_patches, "custom_partitioner_fn": planned_saves()}
+            found.append(Candidate(name, patches, functorch_patches))
     return found
 
 
@@ -152,6 +165,10 @@ def compile_trial(
     functorch_patches = {"force_non_lazy_backward_lowering": True, **candidate.functorch_patches}
     with collect_reports() as reports, torch._functorch.config.patch(functorch_patches):
         compiled = compile_with(copy.deepcopy(gm), example_inputs, candidate.inductor_patches)
+    partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
+    if isinstance(partitioner, PlannedPartitioner) and partitioner.plans:
+        for report in reports:
+            report.details["recompute_plan"] = partitioner.plans[-1]
     return Trial(candidate=candidate, compiled=compiled, reports=reports)
 
 

@@ -20,6 +20,20 @@ class MLP(nn.Module):
         return F.cross_entropy(self.net(x), y)
 
 
+class DeepMLP(nn.Module):
+    """Wide activations, small weights: what the forward saves sets the backward's peak."""
+
+    def __init__(self, width: int = 512, depth: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(64, width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(width, 10))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.net(x), y)
+
+
 class ConvBN(nn.Module):
     """Convolutions, BatchNorm (running stats are buffer mutations) and in-place ReLU."""
 
@@ -152,6 +166,8 @@ def make_case(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     torch.manual_seed(0)
     if name == "mlp":
         return MLP(), (torch.randn(32, 64), torch.randint(0, 10, (32,)))
+    if name == "deep_mlp":  # not in CASES: only the recomputation lever's test uses it
+        return DeepMLP(), (torch.randn(1024, 64), torch.randint(0, 10, (1024,)))
     if name == "convbn":
         return ConvBN(), (torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))
     if name == "inplace_views":

@@ -100,6 +100,45 @@ def test_in_place_accumulation_is_correct_and_its_effect_is_predicted() -> None:
     ), (base_measured, lever_measured, base_predicted, lever_predicted)
 
 
+def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
+    """The planner's own saved set: on a network whose wide activations set the backward's
+    peak, it recomputes the first layer's (read last by the backward) within the default 5%
+    budget; the results equal eager's, the peak drops as our cost model predicted, and the
+    recomputation model's own figure for the backward is close to what is measured."""
+    want = _eager("deep_mlp")
+    _, base_measured, base_predicted = _train("deep_mlp", "default")
+    got, lever_measured, lever_predicted = _train("deep_mlp", "planned_saves")
+    plans = [r.details["recompute_plan"] for r in dynamo_modelopt.get_reports()]
+    assert plans and plans[0]["recompute"], plans
+    assert plans[0]["flops"] <= plans[0]["flops_budget"]
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
+    assert lever_measured <= 0.95 * base_measured, (base_measured, lever_measured)
+    assert abs((lever_predicted - base_predicted) - (lever_measured - base_measured)) <= (
+        0.02 * base_measured
+    ), (base_measured, lever_measured, base_predicted, lever_predicted)
+    assert abs(plans[0]["predicted_backward_peak_bytes"] - lever_measured) <= 0.05 * lever_measured
+
+
+def test_failed_recomputation_plan_keeps_inductors_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dynamo_modelopt.inductor import saved_set
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(saved_set, "solve_remat", broken)
+    want = _eager("deep_mlp")
+    _, base_measured, _ = _train("deep_mlp", "default")
+    got, measured, _ = _train("deep_mlp", "planned_saves")
+    (plan,) = {str(r.details["recompute_plan"]) for r in dynamo_modelopt.get_reports()}
+    assert "solver exploded" in plan
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
+    assert measured == base_measured
+
+
 def _trial(name: str, peak: int, runtime: float, fell_back: bool = False) -> Trial:
     report = dynamo_modelopt.GraphReport(
         graph_kind="forward",
@@ -137,6 +176,14 @@ def test_candidates_only_where_they_can_change_the_graph() -> None:
     assert [c.name for c in candidates(False, True, (0.5,))] == ["default", "no_layout_opt"]
     assert [c.name for c in candidates(True, False, (0.5,))] == ["default", "budget_0.5"]
     assert len(candidates(True, True, (0.5, 0.3))) == 6
+    planned = candidates(True, True, (0.5,), planned_saves=lambda: "partitioner")
+    assert [c.name for c in planned][-2:] == ["planned_saves", "no_layout_opt+planned_saves"]
+    assert planned[-1].inductor_patches == {
+        "layout_optimization": False,
+        "custom_partitioner_fn": "partitioner",
+    }
+    inference = candidates(False, True, (0.5,), planned_saves=lambda: "partitioner")
+    assert "planned_saves" not in [c.name for c in inference]
 
 
 def test_unknown_settings_name_is_an_error() -> None:

@@ -1,0 +1,184 @@
+"""A joint forward+backward FX graph as a `RematProblem`: what the backward holds, step by step.
+
+Steps are the backward's nodes in the joint graph's order (autograd's order, which the
+partitioner's backward keeps). At each step, the base holds what no recomputation decision
+changes: the tensors the partitioner saves anyway (from the boundary to their last backward
+read, directly or through forward nodes it recomputes from them) and the backward's own
+tensors (from where they are made to their last read, or to the end for the gradients it
+returns; a pointwise tensor read only by a pointwise operation is fused away, so not counted).
+Each storage is counted once, so a view and its base are one tensor. The options are
+tensors the partitioner saves that could be recomputed from other saved tensors and the
+inputs: saved, one lives from the boundary; recomputed, from its first backward read, for the
+run time of the forward operations between it and what is saved.
+Parameters and inputs are the caller's and live throughout, so they are left out: they raise
+every step alike and move no decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import fx
+
+from ..planner.remat import RecomputeOption, RematProblem
+
+
+def _storage(node: fx.Node) -> int | None:
+    from torch._inductor.fx_utils import get_node_storage
+
+    return get_node_storage(node)
+
+
+def _storage_bytes(node: fx.Node, size_of: Callable[[fx.Node], int]) -> int:
+    """Bytes of the storage behind a node: an `expand` of a small tensor is small, though its
+    element count (what `size_of` sees) is large."""
+    val = node.meta.get("val")
+    try:
+        return int(val.untyped_storage().nbytes())
+    except Exception:  # no storage to ask (symbolic, opaque): the element count's bytes
+        return size_of(node)
+
+
+def _backward_reach(
+    node: fx.Node,
+    step_of: dict[fx.Node, int],
+    saved: set[fx.Node] | frozenset[fx.Node] = frozenset(),
+) -> list[int]:
+    """Backward steps reading `node`, directly or through forward nodes recomputed from it
+    (not through `saved` ones: the backward receives those)."""
+    found: list[int] = []
+    seen: set[fx.Node] = set(saved)
+    stack = list(node.users)
+    while stack:
+        user = stack.pop()
+        if user in seen:
+            continue
+        seen.add(user)
+        if user in step_of:
+            found.append(step_of[user])
+        elif user.op != "output":
+            stack.extend(user.users)
+    return found
+
+
+def remat_problem(
+    joint_graph: fx.Graph,
+    is_backward: Callable[[fx.Node], bool],
+    inputs: Iterable[fx.Node],
+    saved: Iterable[fx.Node],
+    candidates: Mapping[fx.Node, Sequence[fx.Node]],
+    size_of: Callable[[fx.Node], int],
+    runtime_of: Callable[[fx.Node], float],
+    max_overhead: float,
+) -> RematProblem:
+    """The recomputation problem of a joint graph.
+
+    `is_backward`: whether a node belongs to the backward; `inputs`: the primals (the caller's);
+    `saved`: the forward nodes the partitioner saves when nothing more is recomputed;
+    `candidates`: saved nodes that may be recomputed instead, each with the forward nodes that
+    recomputing it runs again (its cost); `size_of`, `runtime_of`: bytes and estimated run time
+    of a node; the budget is `max_overhead` times the estimated run time of the joint graph.
+    """
+    nodes = list(joint_graph.nodes)
+    backward = [n for n in nodes if is_backward(n) and n.op != "output"]
+    step_of = {n: i for i, n in enumerate(backward)}
+    steps = len(backward)
+    returned = _returned(joint_graph)
+    caller_storages = {_storage(n) for n in inputs} - {None}
+
+    # Saved storages: (first, last) backward step and bytes. Forward nodes the partitioner
+    # recomputes from them are read where the backward needs those, hence the reach.
+    saved = set(saved)
+    saved_live: dict[int, tuple[int, int, int]] = {}
+    for node in saved:
+        storage, reach = _storage(node), _backward_reach(node, step_of, saved - {node})
+        if storage is None or storage in caller_storages or not reach:
+            continue
+        _, last, size = saved_live.get(storage, (0, 0, 0))
+        saved_live[storage] = (0, max(last, *reach), max(size, _storage_bytes(node, size_of)))
+
+    options = []
+    optional: set[int] = set()
+    for node, rerun in candidates.items():
+        storage = _storage(node)
+        if storage not in saved_live or storage in optional:
+            continue
+        _, last, size = saved_live[storage]
+        reach = _backward_reach(node, step_of, saved - {node})
+        optional.add(storage)
+        options.append(
+            RecomputeOption(
+                name=node.name,
+                size=size,
+                cost=sum(float(runtime_of(n)) for n in rerun),
+                saved_live=(0, last),
+                recomputed_live=(min(reach, default=0), last),
+            )
+        )
+
+    base = [0] * steps
+    for storage, (first, last, size) in saved_live.items():
+        if storage not in optional:
+            _add(base, first, last, size)
+    made: dict[int, tuple[int, int, int]] = {}  # the backward's own storages
+    for node in backward:
+        storage = _storage(node)
+        if storage is None or storage in caller_storages or storage in saved_live:
+            continue
+        if not likely_materialized(node):
+            continue
+        readers = [step_of[u] for u in node.users if u in step_of]
+        first = step_of[node]
+        last = steps - 1 if node in returned else max(readers, default=first)
+        old = made.get(storage, (first, last, 0))
+        made[storage] = (
+            min(old[0], first),
+            max(old[1], last),
+            max(old[2], _storage_bytes(node, size_of)),
+        )
+    for first, last, size in made.values():
+        _add(base, first, last, size)
+
+    total = sum(
+        float(runtime_of(n))
+        for n in nodes
+        if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)
+    )
+    return RematProblem(options=tuple(options), base=tuple(base), max_cost=max_overhead * total)
+
+
+def _last_read(
+    node: fx.Node, step_of: dict[fx.Node, int], size: int, size_of: Callable[[fx.Node], int]
+) -> int:
+    """The step of the node's last backward read; one earlier where that read is pointwise
+    and as large, as Inductor then writes its result over the dying input (in-place reuse)."""
+    readers = [u for u in node.users if u in step_of]
+    if not readers:
+        return step_of[node]
+    last = max(readers, key=step_of.__getitem__)
+    if _is_pointwise(last) and _storage_bytes(last, size_of) == size:
+        return step_of[last] - 1
+    return step_of[last]
+
+
+def _is_pointwise(node: fx.Node) -> bool:
+    return node.op == "call_function" and torch.Tag.pointwise in getattr(node.target, "tags", ())
+
+
+def likely_materialized(node: fx.Node) -> bool:
+    """Whether Inductor will write the node to memory: not when it is pointwise and its one
+    reader is pointwise too, as the two fuse into one kernel (the joint graph is before fusion,
+    so without this each step of, say, a cross-entropy's backward would count as a buffer)."""
+    users = list(node.users)
+    return not (_is_pointwise(node) and len(users) == 1 and _is_pointwise(users[0]))
+
+
+def _add(profile: list[int], first: int, last: int, size: int) -> None:
+    for step in range(max(first, 0), min(last, len(profile) - 1) + 1):
+        profile[step] += size
+
+
+def _returned(graph: fx.Graph) -> set[fx.Node]:
+    output = next(n for n in reversed(graph.nodes) if n.op == "output")
+    return set(output.all_input_nodes)

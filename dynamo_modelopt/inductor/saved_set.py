@@ -1,0 +1,195 @@
+"""The planner chooses what the backward recomputes; the min-cut partitioner does the rest.
+
+Inductor splits a joint graph with the min-cut partitioner (torch/_functorch/partitioners.py,
+`min_cut_rematerialization_partition`): it recomputes cheap, fusible forward operations in the
+backward by itself, and never recomputes compute-intensive ones (matmuls, convolutions,
+attention) unless told to. `PlannedPartitioner`, installed as Inductor's
+`custom_partitioner_fn`, runs it once, then builds the `RematProblem` of what it saved
+(capture/joint.py): each saved tensor that could be recomputed from the other saved tensors and
+the inputs is an option, at the run time of the operations that recomputing it reruns. It
+solves it (the lowest peak over the backward's steps within `max_overhead` of the joint graph's
+estimated run time), marks the operations of the chosen options `MUST_RECOMPUTE` (the
+checkpoint policy the partitioner already honours for selective activation checkpointing) and
+partitions again. Nothing chosen: exactly Inductor's partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from torch import fx
+
+from ..capture.joint import remat_problem
+from ..planner.remat import RematPlan, solve_remat, validate_remat
+
+log = logging.getLogger(__name__)
+
+try:  # torch >= 2.10
+    from torch._inductor.custom_graph_pass import CustomPartitionerFn
+except ImportError:  # pragma: no cover - older torch: the candidate is not offered
+    CustomPartitionerFn = None  # type: ignore[assignment,misc]
+
+
+def available() -> bool:
+    return CustomPartitionerFn is not None
+
+
+#: FLOPs one byte written is worth: operations without FLOPs (copies, pointwise) cost their
+#: memory traffic. About a CPU's machine balance; GPUs have more FLOPs per byte, so this
+#: overstates the cost of recomputing pointwise work there, which errs on the safe side.
+FLOPS_PER_BYTE = 8.0
+
+
+def node_cost(node: fx.Node) -> float:
+    """Estimated run time of a node in FLOP-equivalents: the larger of its FLOPs (PyTorch's
+    flop formulas on its recorded shapes) and `FLOPS_PER_BYTE` times the bytes it writes."""
+    from torch._functorch.partitioners import _size_of
+    from torch.utils.flop_counter import flop_registry
+
+    try:
+        written = FLOPS_PER_BYTE * _size_of(node)
+    except Exception:  # no size recorded: an operation on non-tensors
+        written = 0.0
+    formula = flop_registry.get(getattr(node.target, "overloadpacket", None))
+    if formula is None:
+        return max(written, 1.0)
+
+    def value(arg: Any) -> Any:
+        return arg.meta.get("val") if isinstance(arg, fx.Node) else arg
+
+    try:
+        args, kwargs = fx.node.map_aggregate((node.args, node.kwargs), value)
+        flops = float(formula(*args, **kwargs, out_val=node.meta.get("val")))
+    except Exception:  # a formula that does not fit these arguments
+        flops = 0.0
+    return max(flops, written, 1.0)
+
+
+def recompute_closures(
+    joint: fx.Graph, node_info: Any, saved: Sequence[fx.Node], max_nodes: int = 32
+) -> dict[fx.Node, list[fx.Node]]:
+    """For each saved forward tensor that could be recomputed instead, the forward operations
+    recomputing it runs: its ancestors back to other saved tensors and the inputs.
+
+    Left out: inputs and what aliases them, tensors whose recomputation would rerun random
+    operations or operations under a user's checkpoint policy, and those needing more than
+    `max_nodes` operations (recomputing a whole branch is rarely worth its time)."""
+    from torch._functorch.partitioners import is_rng_op
+
+    stop = set(saved) | set(node_info.inputs)
+    found: dict[fx.Node, list[fx.Node]] = {}
+    for node in saved:
+        if node.op != "call_function" or not node_info.is_required_fw(node):
+            continue
+        rerun: list[fx.Node] = []
+        stack, seen, ok = [node], {node}, True
+        while stack and ok:
+            current = stack.pop()
+            ok = (
+                current.op == "call_function"
+                and node_info.is_required_fw(current)
+                and "recompute" not in current.meta
+                and not is_rng_op(current)
+                and len(rerun) < max_nodes
+            )
+            rerun.append(current)
+            for arg in current.all_input_nodes:
+                if arg not in stop and arg not in seen:
+                    seen.add(arg)
+                    stack.append(arg)
+        if ok:
+            found[node] = rerun
+    return found
+
+
+class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object):  # type: ignore[misc]
+    """Inductor's `custom_partitioner_fn`: our recomputation plan, then the min-cut partition.
+
+    The plans it made (one per partitioned joint graph) are kept in `plans` for the report.
+    """
+
+    def __init__(
+        self, max_overhead: float, time_limit: float = 2.0, seed: int = 0, threads: int = 1
+    ) -> None:
+        self.max_overhead = max_overhead
+        self.time_limit = time_limit
+        self.seed = seed
+        self.threads = threads
+        self.plans: list[dict[str, Any]] = []
+
+    def __call__(
+        self, gm: fx.GraphModule, joint_inputs: Sequence[object], **kwargs: Any
+    ) -> tuple[fx.GraphModule, fx.GraphModule]:
+        from torch._functorch.partitioners import (
+            _size_of,
+            classify_nodes,
+            min_cut_rematerialization_partition,
+        )
+        from torch.utils.checkpoint import CheckpointPolicy
+
+        # The partitioner's own choice first: what it saves is the base of our problem, and
+        # the answer when we recompute nothing more. It CSEs the joint graph in place, so our
+        # analysis reads the graph after it.
+        default = min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
+        try:
+            node_info = classify_nodes(
+                gm, kwargs.get("static_lifetime_input_indices") or [], kwargs["num_fwd_outputs"]
+            )
+            by_name = {n.name: n for n in gm.graph.nodes}
+            saved = [by_name[n.name] for n in _saved_inputs(default[1]) if n.name in by_name]
+            inputs = set(node_info.inputs)
+            candidates = recompute_closures(gm.graph, node_info, saved)
+            problem = remat_problem(
+                gm.graph,
+                is_backward=lambda n: not node_info.is_required_fw(n) and n not in inputs,
+                inputs=inputs,
+                saved=saved,
+                candidates=candidates,
+                size_of=_size_of,
+                runtime_of=node_cost,
+                max_overhead=self.max_overhead,
+            )
+            plan = solve_remat(problem, self.time_limit, self.seed, self.threads)
+            errors = validate_remat(problem, plan)
+            if errors:
+                raise RuntimeError(f"recomputation plan rejected: {errors[0].message}")
+        except Exception as exc:  # no plan: the partitioner's own choice, as under Inductor
+            log.warning("modelopt: no recomputation plan (%s); Inductor's partition kept", exc)
+            self.plans.append({"recompute": [], "status": f"failed: {exc}"})
+            return default
+        self.plans.append(_summary(problem.max_cost, plan))
+        if not plan.recompute:
+            return default
+        for node, rerun in candidates.items():
+            if node.name in plan.recompute:
+                for op in rerun:
+                    op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+        return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
+
+    def uuid(self) -> Any:
+        return None  # its answer depends on the graph: never served from a cache
+
+
+def _saved_inputs(backward: fx.GraphModule) -> list[fx.Node]:
+    """The backward's inputs other than output gradients: what the forward saved for it."""
+    return [
+        n
+        for n in backward.graph.nodes
+        if n.op == "placeholder" and not str(n.target).startswith("tangents")
+    ]
+
+
+def _summary(budget: float, plan: RematPlan) -> dict[str, Any]:
+    return {
+        "recompute": sorted(plan.recompute),
+        "predicted_backward_peak_bytes": plan.peak_bytes,
+        "lower_bound_bytes": plan.lower_bound,
+        "flops": plan.cost,
+        "flops_budget": budget,
+        "solver": plan.solver,
+        "status": plan.status,
+        "solve_seconds": round(plan.solve_seconds, 3),
+        **plan.stats,
+    }

@@ -1,0 +1,276 @@
+"""Which activations to recompute in the backward: a peak-aware choice under a run-time budget.
+
+The forward saves tensors for the backward; each one stays live from the boundary until its
+last backward use. Recomputing one instead costs its run time again and keeps it live only
+from its first to its last backward use. Inductor's min-cut partitioner trades these with a
+knapsack under a *memory* budget (saved bytes as a fraction of the default), which is blind to
+*when* a tensor is live: a tensor whose last use comes early in the backward does not meet a
+peak that builds up later, from the parameters' gradients.
+
+This model, after the rematerialization ILPs of Checkmate (Jain et al., MLSys 2020) and MODeL
+(Steiner et al., ICML 2023) but with the backward's order held fixed, decides for each candidate
+tensor whether to recompute it, so that the peak over the backward's steps is lowest while the
+recomputation's run time stays within a budget: an exact 0-1 program, solved with CP-SAT from a
+greedy start. The problem is torch-free: `capture/joint.py` builds it from a joint graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+Interval = tuple[int, int]  # first and last step, inclusive
+
+
+@dataclass(frozen=True)
+class RecomputeOption:
+    """A tensor the backward needs, that it could either receive saved or recompute.
+
+    `saved_live`: the steps it occupies memory if saved (from the boundary, step 0, to its last
+    backward use); `recomputed_live`: the steps it occupies if recomputed (around its backward
+    uses). `cost`: run time of recomputing it, in the unit of `RematProblem.max_cost`.
+    """
+
+    name: str
+    size: int
+    cost: float
+    saved_live: Interval
+    recomputed_live: Interval
+
+
+@dataclass(frozen=True)
+class RematProblem:
+    """Options, the bytes live at each backward step whatever is decided, and the budget."""
+
+    options: tuple[RecomputeOption, ...]
+    base: tuple[int, ...]
+    max_cost: float
+
+    @property
+    def steps(self) -> int:
+        return len(self.base)
+
+
+@dataclass(frozen=True)
+class RematPlan:
+    """What to recompute, the peak over the backward's steps it gives, and at what cost."""
+
+    recompute: frozenset[str]
+    peak_bytes: int
+    cost: float
+    lower_bound: int
+    solver: str
+    status: str
+    solve_seconds: float = 0.0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class RematErrorKind(Enum):
+    UNKNOWN_OPTION = "unknown option"
+    OVER_BUDGET = "recomputation cost over budget"
+    WRONG_PEAK = "stated peak differs from the profile"
+    BOUND_ABOVE_PEAK = "lower bound above the peak"
+
+
+@dataclass(frozen=True)
+class RematError:
+    kind: RematErrorKind
+    message: str
+
+
+def _covers(interval: Interval, step: int) -> bool:
+    return interval[0] <= step <= interval[1]
+
+
+def profile(problem: RematProblem, recompute: frozenset[str] | set[str]) -> list[int]:
+    """Bytes live at each backward step when the tensors named in `recompute` are recomputed."""
+    live = list(problem.base)
+    for option in problem.options:
+        first, last = option.recomputed_live if option.name in recompute else option.saved_live
+        for step in range(max(first, 0), min(last, problem.steps - 1) + 1):
+            live[step] += option.size
+    return live
+
+
+def peak(problem: RematProblem, recompute: frozenset[str] | set[str]) -> int:
+    return max(profile(problem, recompute), default=0)
+
+
+def cost(problem: RematProblem, recompute: frozenset[str] | set[str]) -> float:
+    return sum(o.cost for o in problem.options if o.name in recompute)
+
+
+def lower_bound(problem: RematProblem) -> int:
+    """No plan goes below what is live whatever is decided: the base plus, at each step, the
+    options live there both when saved and when recomputed."""
+    best = 0
+    for step in range(problem.steps):
+        forced = sum(
+            o.size
+            for o in problem.options
+            if _covers(o.saved_live, step) and _covers(o.recomputed_live, step)
+        )
+        best = max(best, problem.base[step] + forced)
+    return best
+
+
+def _segments(problem: RematProblem) -> list[tuple[int, int]]:
+    """Maximal runs of steps over which no option's liveness changes, as (first, last).
+
+    The peak over a run is reached where the base is highest, so one constraint per run
+    suffices."""
+    cuts = {0, problem.steps}
+    for option in problem.options:
+        for first, last in (option.saved_live, option.recomputed_live):
+            cuts.update((max(0, min(first, problem.steps)), max(0, min(last + 1, problem.steps))))
+    points = sorted(cuts)
+    return [(a, b - 1) for a, b in itertools.pairwise(points) if b > a]
+
+
+def greedy(problem: RematProblem) -> frozenset[str]:
+    """Recompute, while the budget allows, the option that lowers the peak most per unit cost.
+
+    Deterministic: ties go to the larger tensor, then to the name."""
+    chosen: set[str] = set()
+    spent = 0.0
+    current = peak(problem, chosen)
+    while True:
+        best: tuple[float, int, str] | None = None
+        for option in problem.options:
+            if option.name in chosen or spent + option.cost > problem.max_cost:
+                continue
+            gain = current - peak(problem, chosen | {option.name})
+            if gain <= 0:
+                continue
+            key = (-gain / max(option.cost, 1e-12), -option.size, option.name)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return frozenset(chosen)
+        chosen.add(best[2])
+        spent = cost(problem, chosen)
+        current = peak(problem, chosen)
+
+
+def _cost_units(problem: RematProblem, resolution: int = 10_000) -> list[int]:
+    """Costs as integers on a scale where the budget is `resolution`, rounded up so that a
+    plan within the scaled budget is within the real one."""
+    if problem.max_cost <= 0:
+        return [0 if o.cost <= 0 else resolution + 1 for o in problem.options]
+    return [-int(-o.cost * resolution // problem.max_cost) for o in problem.options]
+
+
+def solve_cpsat(
+    problem: RematProblem,
+    time_limit: float = 2.0,
+    seed: int = 0,
+    threads: int = 1,
+    use_hint: bool = True,
+) -> RematPlan:
+    """The exact 0-1 program: minimise the peak, then the cost, within the budget."""
+    from ortools.sat.python import cp_model
+
+    started = time.perf_counter()
+    start = greedy(problem) if use_hint else frozenset()
+    resolution = 10_000
+    units = _cost_units(problem, resolution)
+    model = cp_model.CpModel()
+    recompute = [model.NewBoolVar(f"r_{i}") for i in range(len(problem.options))]
+    top = max(problem.base, default=0) + sum(o.size for o in problem.options)
+    peak_var = model.NewIntVar(lower_bound(problem), max(top, lower_bound(problem)), "peak")
+    spent = sum(u * r for u, r in zip(units, recompute, strict=True))
+    model.Add(spent <= resolution)
+    for first, last in _segments(problem):
+        terms = []
+        constant = max(problem.base[first : last + 1])
+        for option, r in zip(problem.options, recompute, strict=True):
+            if_saved = _covers(option.saved_live, first)
+            if_recomputed = _covers(option.recomputed_live, first)
+            if if_saved and if_recomputed:
+                constant += option.size
+            elif if_saved:
+                constant += option.size
+                terms.append(-option.size * r)
+            elif if_recomputed:
+                terms.append(option.size * r)
+        model.Add(peak_var >= constant + sum(terms))
+    # Lexicographic in one objective: a byte of peak outweighs the whole budget.
+    model.Minimize(peak_var * (resolution + 1) + spent)
+    if use_hint:
+        for option, r in zip(problem.options, recompute, strict=True):
+            model.AddHint(r, option.name in start)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.05, time_limit)
+    solver.parameters.num_workers = max(1, threads)
+    solver.parameters.random_seed = seed
+    code = solver.Solve(model)
+    status = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}.get(code)
+    if status is None:
+        plan = _plan(problem, start, "greedy", "solver_failed", started)
+        return plan
+    chosen = frozenset(
+        o.name for o, r in zip(problem.options, recompute, strict=True) if solver.Value(r)
+    )
+    # Never worse than the greedy start (a time-limited search may stop above it).
+    if peak(problem, start) < peak(problem, chosen):
+        return _plan(problem, start, "greedy", status, started)
+    bound = max(lower_bound(problem), int(solver.BestObjectiveBound() // (resolution + 1)))
+    return _plan(problem, chosen, "cpsat", status, started, bound)
+
+
+def _plan(
+    problem: RematProblem,
+    recompute: frozenset[str],
+    solver: str,
+    status: str,
+    started: float,
+    bound: int | None = None,
+) -> RematPlan:
+    result_peak = peak(problem, recompute)
+    return RematPlan(
+        recompute=recompute,
+        peak_bytes=result_peak,
+        cost=cost(problem, recompute),
+        lower_bound=min(result_peak, lower_bound(problem) if bound is None else bound),
+        solver=solver,
+        status=status,
+        solve_seconds=time.perf_counter() - started,
+        stats={"options": len(problem.options), "steps": problem.steps},
+    )
+
+
+def solve_remat(
+    problem: RematProblem, time_limit: float = 2.0, seed: int = 0, threads: int = 1
+) -> RematPlan:
+    """CP-SAT where OR-Tools is there, else the greedy plan; never raises on a solver failure."""
+    started = time.perf_counter()
+    try:
+        return solve_cpsat(problem, time_limit=time_limit, seed=seed, threads=threads)
+    except ImportError:
+        return _plan(problem, greedy(problem), "greedy", "no_solver", started)
+
+
+def validate_remat(problem: RematProblem, plan: RematPlan) -> list[RematError]:
+    """Named errors of a plan against its problem; empty when the plan is sound."""
+    errors = []
+    names = {o.name for o in problem.options}
+    unknown = sorted(plan.recompute - names)
+    if unknown:
+        errors.append(RematError(RematErrorKind.UNKNOWN_OPTION, f"not options: {unknown}"))
+    spent = cost(problem, plan.recompute)
+    if spent > problem.max_cost * (1 + 1e-9):
+        errors.append(
+            RematError(RematErrorKind.OVER_BUDGET, f"cost {spent:g} > budget {problem.max_cost:g}")
+        )
+    actual = peak(problem, plan.recompute)
+    if actual != plan.peak_bytes:
+        errors.append(
+            RematError(RematErrorKind.WRONG_PEAK, f"stated {plan.peak_bytes}, profile {actual}")
+        )
+    if plan.lower_bound > actual:
+        errors.append(
+            RematError(RematErrorKind.BOUND_ABOVE_PEAK, f"bound {plan.lower_bound} > {actual}")
+        )
+    return errors
