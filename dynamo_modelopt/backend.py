@@ -83,6 +83,8 @@ def modelopt_backend(
                 time_limit=min(config.time_limit, 2.0),
                 seed=config.seed,
                 threads=config.threads,
+                # forced by name, it compiles even when it changes nothing
+                skip_unchanged=config.settings == "auto",
             )
 
     options_to_try = candidates(
@@ -104,16 +106,19 @@ def modelopt_backend(
     if len(options_to_try) == 1 and options_to_try[0].name == "default":
         return compile_with(gm, example_inputs, {})
     trials: list[Trial] = []
+    skipped: dict[str, str] = {}
     for candidate in options_to_try:
         try:
             trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
+        except saved_set.NothingToRecompute as reason:
+            skipped[candidate.name] = str(reason)
         except Exception:
             # Inductor's defaults must compile as under plain Inductor; an alternative may not.
             if candidate.name == "default" or config.strict or len(options_to_try) == 1:
                 raise
             log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
     chosen = choose(trials, config.max_recompute_overhead)
-    settings = summarize(chosen, trials, config.max_recompute_overhead)
+    settings = summarize(chosen, trials, config.max_recompute_overhead, skipped)
     for report in chosen.reports:
         report.details["settings"] = settings
         publish_report(report)

@@ -219,9 +219,15 @@ def _why(
 
 
 def summarize(
-    chosen: Trial, trials: Sequence[Trial], max_recompute_overhead: float | None = None
+    chosen: Trial,
+    trials: Sequence[Trial],
+    max_recompute_overhead: float | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What was tried and why the chosen one won, for every report of the chosen trial.
+
+    `skipped`: candidates not compiled, with the reason (a recomputation plan that changes
+    nothing).
 
     `predicted_overhead` is the chosen settings' estimated run time over the defaults' (minus
     one): what recomputation is predicted to cost; `measure_step` and the bench measure it.
@@ -244,4 +250,5 @@ def summarize(
             }
             for t in trials
         },
+        "skipped": dict(skipped or {}),
     }

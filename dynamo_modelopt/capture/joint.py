@@ -5,7 +5,8 @@ partitioner's backward keeps). At each step, the base holds what no recomputatio
 changes: the tensors the partitioner saves anyway (from the boundary to their last backward
 read, directly or through forward nodes it recomputes from them) and the backward's own
 tensors (from where they are made to their last read, or to the end for the gradients it
-returns; a pointwise tensor read only by a pointwise operation is fused away, so not counted).
+returns; a pointwise tensor read only by a pointwise operation is fused away, so not counted;
+one whose last reader is a pointwise operation of its size is overwritten by it in place).
 Each storage is counted once, so a view and its base are one tensor. The options are
 tensors the partitioner saves that could be recomputed from other saved tensors and the
 inputs: saved, one lives from the boundary; recomputed, from its first backward read, for the
@@ -128,15 +129,11 @@ def remat_problem(
             continue
         if not likely_materialized(node):
             continue
-        readers = [step_of[u] for u in node.users if u in step_of]
+        size = _storage_bytes(node, size_of)
         first = step_of[node]
-        last = steps - 1 if node in returned else max(readers, default=first)
+        last = steps - 1 if node in returned else _last_read(node, step_of, size, size_of)
         old = made.get(storage, (first, last, 0))
-        made[storage] = (
-            min(old[0], first),
-            max(old[1], last),
-            max(old[2], _storage_bytes(node, size_of)),
-        )
+        made[storage] = (min(old[0], first), max(old[1], last, first), max(old[2], size))
     for first, last, size in made.values():
         _add(base, first, last, size)
 

@@ -104,16 +104,29 @@ def recompute_closures(
     return found
 
 
+class NothingToRecompute(Exception):
+    """The plan adds no recomputation: the candidate would compile to the partition Inductor
+    makes anyway, so compiling it is skipped (raised only with `skip_unchanged`)."""
+
+
 class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object):  # type: ignore[misc]
     """Inductor's `custom_partitioner_fn`: our recomputation plan, then the min-cut partition.
 
     The plans it made (one per partitioned joint graph) are kept in `plans` for the report.
+    `skip_unchanged`: raise `NothingToRecompute` instead of returning Inductor's own partition
+    (when this is one of several candidates, compiling it again would only cost time).
     """
 
     def __init__(
-        self, max_overhead: float, time_limit: float = 2.0, seed: int = 0, threads: int = 1
+        self,
+        max_overhead: float,
+        time_limit: float = 2.0,
+        seed: int = 0,
+        threads: int = 1,
+        skip_unchanged: bool = False,
     ) -> None:
         self.max_overhead = max_overhead
+        self.skip_unchanged = skip_unchanged
         self.time_limit = time_limit
         self.seed = seed
         self.threads = threads
@@ -156,11 +169,15 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             if errors:
                 raise RuntimeError(f"recomputation plan rejected: {errors[0].message}")
         except Exception as exc:  # no plan: the partitioner's own choice, as under Inductor
-            log.warning("modelopt: no recomputation plan (%s); Inductor's partition kept", exc)
             self.plans.append({"recompute": [], "status": f"failed: {exc}"})
+            if self.skip_unchanged:
+                raise NothingToRecompute(f"no recomputation plan: {exc}") from exc
+            log.warning("modelopt: no recomputation plan (%s); Inductor's partition kept", exc)
             return default
         self.plans.append(_summary(problem.max_cost, plan))
         if not plan.recompute:
+            if self.skip_unchanged:
+                raise NothingToRecompute("nothing worth recomputing within the budget")
             return default
         for node, rerun in candidates.items():
             if node.name in plan.recompute:

@@ -208,8 +208,7 @@ def solve_cpsat(
     code = solver.Solve(model)
     status = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}.get(code)
     if status is None:
-        plan = _plan(problem, start, "greedy", "solver_failed", started)
-        return plan
+        return _plan(problem, start, "greedy", "solver_failed", started)
     chosen = frozenset(
         o.name for o, r in zip(problem.options, recompute, strict=True) if solver.Value(r)
     )

@@ -62,7 +62,13 @@ def _eager(case: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("case", "lever"),
-    [("convbn", "no_layout_opt"), ("convbn", "budget_0.5"), ("gpt2", "budget_0.5")],
+    [
+        ("convbn", "no_layout_opt"),
+        ("convbn", "budget_0.5"),
+        ("gpt2", "budget_0.5"),
+        ("convbn", "planned_saves"),
+        ("gpt2", "planned_saves"),
+    ],
 )
 def test_lever_is_correct_and_its_effect_is_predicted(case: str, lever: str) -> None:
     want = _eager(case)
@@ -137,6 +143,21 @@ def test_failed_recomputation_plan_keeps_inductors_partition(
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
     assert measured == base_measured
+
+
+def test_recomputation_that_changes_nothing_is_not_compiled() -> None:
+    """With no run time to spend, the plan recomputes nothing: in "auto" that candidate would
+    compile to the defaults' partition again, so it is skipped and says why."""
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("deep_mlp")
+    options = {"strict": True, "max_recompute_overhead": 0.0}
+    compiled = torch.compile(model, backend="modelopt", options=options)
+    compiled(*inputs).backward()
+    summary = dynamo_modelopt.get_reports()[0].details["settings"]
+    assert "planned_saves" in summary["skipped"]
+    assert "planned_saves" not in summary["alternatives"]
+    assert set(summary["alternatives"]) == {"default", "budget_0.5"}
 
 
 def _trial(name: str, peak: int, runtime: float, fell_back: bool = False) -> Trial:
