@@ -24,6 +24,7 @@ from .decide import (
     has_concatenation,
     has_convolution,
     is_training_graph,
+    prepare,
     summarize,
 )
 from .inductor import saved_set
@@ -108,6 +109,7 @@ def modelopt_backend(
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
     for candidate in options_to_try:
+        prepare(candidate, trials)
         try:
             trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
         except saved_set.NothingToRecompute as reason:

@@ -172,6 +172,21 @@ def compile_trial(
     return Trial(candidate=candidate, compiled=compiled, reports=reports)
 
 
+def prepare(candidate: Candidate, trials: Sequence[Trial]) -> None:
+    """Hand a "planned_saves" candidate's partitioner the compiled backward of the same
+    settings without it (compiled earlier: the defaults come first), so the recomputation is
+    planned on what that code allocates rather than on the joint graph's estimate."""
+    partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
+    if not isinstance(partitioner, PlannedPartitioner):
+        return
+    without = candidate.name.replace("+planned_saves", "").replace("planned_saves", "")
+    for trial in trials:
+        if trial.candidate.name == (without or "default"):
+            for report in trial.reports:
+                if report.graph_kind == "backward" and "boundary" in report.details:
+                    partitioner.boundary = report.details["boundary"]
+
+
 def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:
     """The trial with the lowest predicted peak within the run-time budget; ties: the first."""
     usable = [t for t in trials if not t.fell_back] or list(trials)

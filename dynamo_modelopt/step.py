@@ -47,6 +47,8 @@ class StepReport:
     peak_graph: str
     peak_at: dict[str, Any]
     settings: list[dict[str, Any]] = field(default_factory=list)
+    # per graph pair whose chosen settings include the planner's recomputation plan
+    recompute_plans: list[dict[str, Any]] = field(default_factory=list)
     output_gradients: dict[str, int] = field(default_factory=dict)
     step_seconds: float = 0.0
     baseline_step_seconds: float | None = None
@@ -87,6 +89,14 @@ class StepReport:
             )
         for s in self.settings:
             lines.append(f"  settings: {s['chosen']}: {s.get('why', '')}")
+        for plan in self.recompute_plans:
+            names = plan.get("recompute", [])
+            shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            budget = plan.get("flops_budget") or 0.0
+            share = f", {plan.get('flops', 0.0) / budget:.0%} of the budget" if budget else ""
+            lines.append(
+                f"  recomputed in the backward: {len(names)} saved tensors ({shown}){share}"
+            )
         received = sum(self.output_gradients.values())
         if received >= HINT_FRACTION * self.measured_peak_bytes and received >= HINT_MIN_BYTES:
             lines.append(
@@ -133,6 +143,17 @@ def settings_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
     return seen
 
 
+def recompute_plans_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
+    """The recomputation plans behind the reports, one per graph pair (both graphs of a pair
+    carry the same plan)."""
+    seen: list[dict[str, Any]] = []
+    for report in reports:
+        plan = report.details.get("recompute_plan")
+        if plan is not None and plan.get("recompute") and not any(plan is p for p in seen):
+            seen.append(plan)
+    return seen
+
+
 def predicted_overhead(settings: Sequence[dict[str, Any]]) -> float:
     """The summed predicted recompute overhead of graph pairs' settings summaries."""
     return sum(s.get("predicted_overhead") or 0.0 for s in settings)
@@ -173,6 +194,7 @@ def measure_step(
         peak_graph="" if top is None else f"{top.graph_kind} graph {top.graph_name}",
         peak_at={} if top is None else dict(top.details.get("peak", {})),
         settings=settings_of(reports),
+        recompute_plans=recompute_plans_of(reports),
         output_gradients={
             name: size
             for r in reports

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import fx
 
+from ..planner.lifetimes import live_ranges
+from ..planner.problem import Problem
 from ..planner.remat import RecomputeOption, RematProblem
 
 
@@ -137,11 +139,7 @@ def remat_problem(
     for first, last, size in made.values():
         _add(base, first, last, size)
 
-    total = sum(
-        float(runtime_of(n))
-        for n in nodes
-        if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)
-    )
+    total = joint_runtime(joint_graph, runtime_of)
     return RematProblem(options=tuple(options), base=tuple(base), max_cost=max_overhead * total)
 
 
@@ -179,3 +177,79 @@ def _add(profile: list[int], first: int, last: int, size: int) -> None:
 def _returned(graph: fx.Graph) -> set[fx.Node]:
     output = next(n for n in reversed(graph.nodes) if n.op == "output")
     return set(output.all_input_nodes)
+
+
+def backward_boundary(emitted: Problem, order: list[str], profile: list[int]) -> dict[str, object]:
+    """What a compiled backward allocates, step by step, and when it reads each saved tensor.
+
+    `emitted`, `order`, `profile`: the backward as its generated code allocates it, its kernel
+    calls in order, and the bytes live at each. For every storage the backward receives from
+    the forward (an input other than an output gradient): the names it is received under, its
+    bytes, the first step reading it and the last step it is live (a buffer reusing it in place
+    extends that). `problem_from_boundary` builds the recomputation problem from this.
+    """
+    ranges = live_ranges(emitted, order)
+    position = {op: i for i, op in enumerate(order)}
+    saved: dict[str, dict[str, object]] = {}
+    for tensor in emitted.tensors:
+        if tensor.producer is not None or tensor.name.startswith("tangents_"):
+            continue
+        root = emitted.alias_root(tensor.name)
+        entry = saved.setdefault(
+            root,
+            {"names": [], "bytes": emitted.tensor(root).size, "first_read": None, "last": 0},
+        )
+        entry["names"].append(tensor.name)  # type: ignore[union-attr]
+        reads = [position[c] for c in tensor.consumers if c in position]
+        if reads:
+            first = entry["first_read"]
+            entry["first_read"] = min(reads) if first is None else min(first, *reads)  # type: ignore[call-overload]
+        entry["last"] = ranges.get(root, (0, 0))[1]
+    return {"profile": list(profile), "saved": saved}
+
+
+def problem_from_boundary(
+    boundary: dict[str, object],
+    candidates: Mapping[fx.Node, Sequence[fx.Node]],
+    runtime_of: Callable[[fx.Node], float],
+    total_runtime: float,
+    max_overhead: float,
+) -> RematProblem:
+    """The recomputation problem on a compiled backward's own steps and bytes.
+
+    A saved storage is an option when every name it is received under is a candidate: saved,
+    it is live from the first step; recomputed, from its first read (where our order puts the
+    recomputation). The base is the backward's profile less the options' saved storages.
+    """
+    by_name = {node.name: (node, rerun) for node, rerun in candidates.items()}
+    profile = list(boundary["profile"])  # type: ignore[call-overload]
+    options = []
+    for root, entry in boundary["saved"].items():  # type: ignore[attr-defined]
+        names = entry["names"]
+        if not names or entry["first_read"] is None or not all(n in by_name for n in names):
+            continue
+        rerun = {op for n in names for op in by_name[n][1]}
+        last = int(entry["last"])
+        options.append(
+            RecomputeOption(
+                name=root,
+                size=int(entry["bytes"]),
+                cost=sum(float(runtime_of(op)) for op in rerun),
+                saved_live=(0, last),
+                recomputed_live=(int(entry["first_read"]), last),
+            )
+        )
+    for option in options:
+        _add(profile, 0, option.saved_live[1], -option.size)
+    return RematProblem(
+        options=tuple(options), base=tuple(profile), max_cost=max_overhead * total_runtime
+    )
+
+
+def joint_runtime(joint_graph: fx.Graph, runtime_of: Callable[[fx.Node], float]) -> float:
+    """Estimated run time of a whole joint graph: the unit of the recomputation budget."""
+    return sum(
+        float(runtime_of(n))
+        for n in joint_graph.nodes
+        if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)
+    )

@@ -25,6 +25,7 @@ except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` tak
     CustomSchedulerPass = object  # type: ignore[misc,assignment]
 
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse, with_inplace_reuse
+from ..capture.joint import backward_boundary
 from ..capture.scheduler import (
     CapturedGraph,
     SavedStorage,
@@ -401,6 +402,11 @@ def _account_emitted_code(
             arenas = choose_arena(wrapper, candidates, report.emitted_peak_bytes, report, config)
             if arenas is not None:
                 profile = predict(arenas)
+        if report.graph_kind == "backward":
+            try:  # what a recomputation plan of the same graph pair starts from
+                report.details["boundary"] = backward_boundary(emitted, order, profile)
+            except Exception as exc:
+                log.info("modelopt: no boundary record for %s: %s", report.graph_name, exc)
         if emitted.meta.get("held_by_caller"):
             extra = _extra_if_outputs_held(emitted, order)
             report.details["peak_if_outputs_held"] = max(

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import fx
 
-from ..capture.joint import remat_problem
+from ..capture.joint import joint_runtime, problem_from_boundary, remat_problem
 from ..planner.remat import RematPlan, solve_remat, validate_remat
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
     ) -> None:
         self.max_overhead = max_overhead
         self.skip_unchanged = skip_unchanged
+        # the compiled backward of the same graph pair under Inductor's own partition
+        # (`backward_boundary`), set by the caller when it has one
+        self.boundary: dict[str, Any] | None = None
         self.time_limit = time_limit
         self.seed = seed
         self.threads = threads
@@ -154,16 +157,25 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             saved = [by_name[n.name] for n in _saved_inputs(default[1]) if n.name in by_name]
             inputs = set(node_info.inputs)
             candidates = recompute_closures(gm.graph, node_info, saved)
-            problem = remat_problem(
-                gm.graph,
-                is_backward=lambda n: not node_info.is_required_fw(n) and n not in inputs,
-                inputs=inputs,
-                saved=saved,
-                candidates=candidates,
-                size_of=_size_of,
-                runtime_of=node_cost,
-                max_overhead=self.max_overhead,
-            )
+            if self.boundary is not None:
+                problem = problem_from_boundary(
+                    self.boundary,
+                    candidates,
+                    node_cost,
+                    joint_runtime(gm.graph, node_cost),
+                    self.max_overhead,
+                )
+            else:
+                problem = remat_problem(
+                    gm.graph,
+                    is_backward=lambda n: not node_info.is_required_fw(n) and n not in inputs,
+                    inputs=inputs,
+                    saved=saved,
+                    candidates=candidates,
+                    size_of=_size_of,
+                    runtime_of=node_cost,
+                    max_overhead=self.max_overhead,
+                )
             plan = solve_remat(problem, self.time_limit, self.seed, self.threads)
             errors = validate_remat(problem, plan)
             if errors:
@@ -174,7 +186,11 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
                 raise NothingToRecompute(f"no recomputation plan: {exc}") from exc
             log.warning("modelopt: no recomputation plan (%s); Inductor's partition kept", exc)
             return default
-        self.plans.append(_summary(problem.max_cost, plan))
+        self.plans.append(
+            _summary(
+                problem.max_cost, plan, "compiled backward" if self.boundary else "joint graph"
+            )
+        )
         if not plan.recompute:
             if self.skip_unchanged:
                 raise NothingToRecompute("nothing worth recomputing within the budget")
@@ -198,8 +214,9 @@ def _saved_inputs(backward: fx.GraphModule) -> list[fx.Node]:
     ]
 
 
-def _summary(budget: float, plan: RematPlan) -> dict[str, Any]:
+def _summary(budget: float, plan: RematPlan, model: str) -> dict[str, Any]:
     return {
+        "model": model,
         "recompute": sorted(plan.recompute),
         "predicted_backward_peak_bytes": plan.peak_bytes,
         "lower_bound_bytes": plan.lower_bound,

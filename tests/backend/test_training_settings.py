@@ -16,6 +16,7 @@ from dynamo_modelopt.decide import (
     summarize,
 )
 from dynamo_modelopt.measure import kineto_peak_bytes
+from dynamo_modelopt.step import recompute_plans_of
 
 from .models import LossAndFeatures, make_case, step_for
 
@@ -114,9 +115,22 @@ def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
     want = _eager("deep_mlp")
     _, base_measured, base_predicted = _train("deep_mlp", "default")
     got, lever_measured, lever_predicted = _train("deep_mlp", "planned_saves")
-    plans = [r.details["recompute_plan"] for r in dynamo_modelopt.get_reports()]
+    reports = dynamo_modelopt.get_reports()
+    plans = [r.details["recompute_plan"] for r in reports]
     assert plans and plans[0]["recompute"], plans
     assert plans[0]["flops"] <= plans[0]["flops_budget"]
+    step_report = dynamo_modelopt.StepReport(
+        device="cpu",
+        measured_peak_bytes=lever_measured,
+        predicted_peak_bytes=lever_predicted,
+        predicted_peak_if_outputs_held=None,
+        peak_graph="",
+        peak_at={},
+        recompute_plans=recompute_plans_of(reports),
+    )
+    assert f"recomputed in the backward: {len(plans[0]['recompute'])} saved tensors" in str(
+        step_report
+    )
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
     assert lever_measured <= 0.95 * base_measured, (base_measured, lever_measured)
@@ -124,6 +138,24 @@ def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
         0.02 * base_measured
     ), (base_measured, lever_measured, base_predicted, lever_predicted)
     assert abs(plans[0]["predicted_backward_peak_bytes"] - lever_measured) <= 0.05 * lever_measured
+
+
+def test_auto_plans_recomputation_on_the_compiled_backward() -> None:
+    """In "auto" the defaults' backward is compiled first; the recomputation is then planned on
+    its kernel-call steps and emitted bytes, so the plan's own figure is close to the step's."""
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("deep_mlp")
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    step = step_for(model, compiled, inputs, "training")
+    step()
+    reports = dynamo_modelopt.get_reports()
+    assert reports[0].details["settings"]["chosen"] == "planned_saves"
+    plan = reports[0].details["recompute_plan"]
+    assert plan["model"] == "compiled backward" and plan["recompute"]
+    measured = kineto_peak_bytes(step, after_leading_frees=True)
+    assert abs(plan["predicted_backward_peak_bytes"] - measured) <= 0.01 * measured
+    assert max(r.emitted_peak_bytes for r in reports) == pytest.approx(measured, rel=0.01)
 
 
 def test_failed_recomputation_plan_keeps_inductors_partition(

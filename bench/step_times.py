@@ -1,0 +1,124 @@
+"""Step time of the issue-6 reference rows under chosen settings, each in a fresh process.
+
+    python -m bench.step_times [--rows gpt2,resnet18,vit] [--rounds 2] [--repeats 9]
+
+Timings taken one after another in one process drift (the allocator's state, what ran
+before): on a 2-core CPU the same ViT-B/16 step measured +4.7% in its own process and +20%
+after two other compiled models. So each (row, settings) pair runs in its own process:
+compile, two warm-up steps, then `--repeats` timed steps, median; and the pairs run in
+rounds, Inductor and the alternatives in turn, so a slow spell of the machine hits all of them
+alike. Writes `step_times.md` with each round's medians and the overhead against Inductor in
+the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+from pathlib import Path
+
+import torch
+
+from bench.reference_rows import ROWS
+
+#: Settings worth timing per row: what modelopt chooses there and the alternatives it weighed.
+SETTINGS = {
+    "gpt2": ("auto", "planned_saves", "budget_0.5"),
+    "resnet18": ("auto", "no_layout_opt", "no_layout_opt+planned_saves"),
+    "vit": ("auto", "no_layout_opt+budget_0.5", "no_layout_opt+planned_saves"),
+}
+
+
+def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
+    """Compile the row under `settings` ("inductor" for plain Inductor) and time its steps."""
+    from dynamo_modelopt.measure import kineto_peak_bytes
+
+    torch.manual_seed(0)
+    model, inputs = ROWS[row][1]()
+    model.train()
+    if settings == "inductor":
+        compiled = torch.compile(model)
+    else:
+        compiled = torch.compile(model, backend="modelopt", options={"settings": settings})
+
+    def step() -> None:
+        for p in model.parameters():
+            p.grad = None
+        compiled(*inputs).backward()
+
+    step()
+    step()
+    times = timeit.repeat(step, number=1, repeat=repeats)
+    chosen = ""
+    if settings != "inductor":
+        import dynamo_modelopt
+
+        reports = dynamo_modelopt.get_reports()
+        chosen = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
+    return {
+        "median_ms": statistics.median(times) * 1e3,
+        "peak_mib": kineto_peak_bytes(step, after_leading_frees=True) / 2**20,
+        "chosen": chosen,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(SETTINGS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(time_one(args.one[0], args.one[1], args.repeats)))
+        return
+    lines = [
+        "# Step time of the reference rows, each setting in its own process (training, CPU)",
+        "",
+        f"- command: `python -m bench.step_times --rows {args.rows} --rounds {args.rounds}"
+        f" --repeats {args.repeats}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
+        "- median of the timed steps after two warm-up steps; overhead against Inductor in the"
+        " same round; peak above the level before the step (kineto)",
+        "",
+        "| model | settings (chosen) | round | ms | vs Inductor | peak MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in args.rows.split(","):
+        for round_ in range(1, args.rounds + 1):
+            inductor_ms = None
+            for settings in ("inductor", *SETTINGS[row]):
+                command = [sys.executable, "-m", "bench.step_times", "--one", row, settings]
+                command += ["--repeats", str(args.repeats)]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                try:
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                except (IndexError, json.JSONDecodeError):
+                    tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+                    lines.append(f"| {ROWS[row][0]} | {settings} | {round_} | error: {tail[0]} |||")
+                    continue
+                ms = result["median_ms"]
+                if settings == "inductor":
+                    inductor_ms = ms
+                label = settings + (f" ({result['chosen']})" if settings == "auto" else "")
+                overhead = f"{ms / inductor_ms - 1:+.1%}" if inductor_ms else ""
+                lines.append(
+                    f"| {ROWS[row][0]} | {label} | {round_} | {ms:.1f} | {overhead}"
+                    f" | {result['peak_mib']:.1f} |"
+                )
+                print(lines[-1], flush=True)
+    out = Path(args.out) / "step_times.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
