@@ -1,6 +1,10 @@
 """Step time of the issue-6 reference rows under chosen settings, each in a fresh process.
 
     python -m bench.step_times [--rows gpt2,resnet18,vit] [--rounds 2] [--repeats 9]
+    python -m bench.step_times --rows zoo:vit_b_16 --settings auto,default
+
+Rows are the reference rows' keys, or `zoo:<model>` for a model of `bench.run`'s zoo at its
+reduced size and batch 1 (training).
 
 Timings taken one after another in one process drift (the allocator's state, what ran
 before): on a 2-core CPU the same ViT-B/16 step measured +4.7% in its own process and +20%
@@ -29,10 +33,24 @@ from bench.reference_rows import ROWS
 
 #: Settings worth timing per row: what modelopt chooses there and the alternatives it weighed.
 SETTINGS = {
-    "gpt2": ("auto", "planned_saves", "budget_0.5"),
-    "resnet18": ("auto", "no_layout_opt", "no_layout_opt+planned_saves"),
-    "vit": ("auto", "no_layout_opt+budget_0.5", "no_layout_opt+planned_saves"),
+    "gpt2": ("auto", "budget_0.5"),
+    "resnet18": ("auto", "no_layout_opt"),
+    "vit": ("auto", "no_layout_opt+planned_saves"),
 }
+
+
+def _label(row: str) -> str:
+    return row if row.startswith("zoo:") else ROWS[row][0]
+
+
+def _build(row: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    if not row.startswith("zoo:"):
+        return ROWS[row][1]()
+    from bench.models import REDUCED, make_inputs, select_models, wrap_for_mode
+
+    (spec,) = select_models(row.removeprefix("zoo:"))
+    model = wrap_for_mode(spec, spec.build(REDUCED), "train")
+    return model, make_inputs(spec, REDUCED, "train", 1)
 
 
 def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
@@ -40,7 +58,7 @@ def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
     from dynamo_modelopt.measure import kineto_peak_bytes
 
     torch.manual_seed(0)
-    model, inputs = ROWS[row][1]()
+    model, inputs = _build(row)
     model.train()
     if settings == "inductor":
         compiled = torch.compile(model)
@@ -73,6 +91,9 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(SETTINGS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument(
+        "--settings", default=None, help="comma-separated settings for every row (default: per row)"
+    )
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -83,7 +104,7 @@ def main() -> None:
         "# Step time of the reference rows, each setting in its own process (training, CPU)",
         "",
         f"- command: `python -m bench.step_times --rows {args.rows} --rounds {args.rounds}"
-        f" --repeats {args.repeats}`",
+        f" --repeats {args.repeats}" + (f" --settings {args.settings}`" if args.settings else "`"),
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
         f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
         "- median of the timed steps after two warm-up steps; overhead against Inductor in the"
@@ -95,7 +116,8 @@ def main() -> None:
     for row in args.rows.split(","):
         for round_ in range(1, args.rounds + 1):
             inductor_ms = None
-            for settings in ("inductor", *SETTINGS[row]):
+            chosen = args.settings.split(",") if args.settings else SETTINGS[row]
+            for settings in ("inductor", *chosen):
                 command = [sys.executable, "-m", "bench.step_times", "--one", row, settings]
                 command += ["--repeats", str(args.repeats)]
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -103,7 +125,7 @@ def main() -> None:
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                 except (IndexError, json.JSONDecodeError):
                     tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-                    lines.append(f"| {ROWS[row][0]} | {settings} | {round_} | error: {tail[0]} |||")
+                    lines.append(f"| {_label(row)} | {settings} | {round_} | error: {tail[0]} |||")
                     continue
                 ms = result["median_ms"]
                 if settings == "inductor":
@@ -111,11 +133,11 @@ def main() -> None:
                 label = settings + (f" ({result['chosen']})" if settings == "auto" else "")
                 overhead = f"{ms / inductor_ms - 1:+.1%}" if inductor_ms else ""
                 lines.append(
-                    f"| {ROWS[row][0]} | {label} | {round_} | {ms:.1f} | {overhead}"
+                    f"| {_label(row)} | {label} | {round_} | {ms:.1f} | {overhead}"
                     f" | {result['peak_mib']:.1f} |"
                 )
                 print(lines[-1], flush=True)
-    out = Path(args.out) / "step_times.md"
+    out = Path(args.out) / ("step_times_zoo.md" if "zoo:" in args.rows else "step_times.md")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

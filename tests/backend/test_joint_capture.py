@@ -1,0 +1,82 @@
+"""The recomputation problem built from a compiled backward: steps, bytes and options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dynamo_modelopt.capture.joint import backward_boundary, problem_from_boundary
+from dynamo_modelopt.planner.lifetimes import live_bytes_profile
+from dynamo_modelopt.planner.problem import Tensor, make_problem
+from dynamo_modelopt.planner.remat import peak, solve_remat
+
+
+@dataclass(frozen=True)
+class _Node:
+    """Stands in for an FX node: the functions read only its name."""
+
+    name: str
+
+
+def _backward() -> tuple[object, list[str], list[int]]:
+    """A backward of four kernel calls receiving two saved activations and a gradient:
+    `act1` (150 bytes) is read at once, `act2` (100 bytes) only by the last call, and
+    parameter gradients (live to the end) build up meanwhile. The peak is at the start."""
+    order = ["k0", "k1", "k2", "k3"]
+    problem = make_problem(
+        order,
+        [
+            Tensor("tangents_1", 4, consumers=("k0",)),
+            Tensor("act1", 150, consumers=("k0",)),
+            Tensor("act2", 100, consumers=("k3",)),
+            Tensor("act2_view", 100, consumers=("k3",), alias_of="act2"),
+            Tensor("g0", 10, producer="k0", consumers=("k1", "k3")),
+            Tensor("grad_w1", 60, producer="k1", live_to_end=True),
+            Tensor("grad_w2", 60, producer="k2", live_to_end=True),
+            Tensor("grad_w3", 20, producer="k3", live_to_end=True),
+        ],
+    )
+    return problem, order, live_bytes_profile(problem, order)
+
+
+def test_boundary_records_each_saved_storage_once_with_its_reads() -> None:
+    problem, order, profile = _backward()
+    boundary = backward_boundary(problem, order, profile)
+    assert boundary["profile"] == profile == [264, 170, 230, 250]
+    saved = boundary["saved"]
+    assert set(saved) == {"act1", "act2"}  # not the output gradient; the view joins its base
+    assert saved["act2"] == {
+        "names": ["act2", "act2_view"],
+        "bytes": 100,
+        "first_read": 3,
+        "last": 3,
+    }
+    assert saved["act1"]["first_read"] == 0 and saved["act1"]["last"] == 0
+
+
+def test_problem_from_boundary_makes_options_of_fully_recomputable_storages() -> None:
+    problem, order, profile = _backward()
+    boundary = backward_boundary(problem, order, profile)
+    recompute_act2 = [_Node("mm"), _Node("act2")]
+    candidates = {_Node("act2"): recompute_act2, _Node("act2_view"): [_Node("act2_view")]}
+    remat = problem_from_boundary(
+        boundary, candidates, runtime_of=lambda n: 1.0, total_runtime=100.0, max_overhead=0.05
+    )
+    (option,) = remat.options  # act1 is no candidate
+    assert option.name == "act2" and option.size == 100 and option.cost == 3.0
+    assert option.saved_live == (0, 3) and option.recomputed_live == (3, 3)
+    assert remat.max_cost == 5.0
+    # nothing recomputed: the compiled backward's own profile
+    assert peak(remat, set()) == max(profile)
+    plan = solve_remat(remat)
+    assert plan.recompute == frozenset({"act2"})
+    # act2 is off the first steps: the peak moves to the last, where it is read anyway
+    assert plan.peak_bytes == 250 and plan.status == "optimal"
+    assert remat.base == (164, 70, 130, 150)
+
+
+def test_storage_with_a_name_that_cannot_be_recomputed_is_no_option() -> None:
+    problem, order, profile = _backward()
+    boundary = backward_boundary(problem, order, profile)
+    candidates = {_Node("act2"): [_Node("act2")]}  # act2_view is not recomputable
+    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 100.0, 0.05)
+    assert remat.options == ()
