@@ -13,6 +13,11 @@ compile, two warm-up steps, then `--repeats` timed steps, median; and the pairs 
 rounds, Inductor and the alternatives in turn, so a slow spell of the machine hits all of them
 alike. Writes `step_times.md` with each round's medians and the overhead against Inductor in
 the same round.
+
+With `--paired`, each row runs in one process instead: Inductor and every setting compiled on
+their own copies of the model, then timed in turns (each repetition runs every variant once,
+starting from a different one), so a slow spell hits them alike; the overhead is the median of
+the per-repetition ratios to Inductor's step. Writes `step_times_paired.md`.
 """
 
 from __future__ import annotations
@@ -86,6 +91,51 @@ def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
     }
 
 
+def time_paired(row: str, settings: list[str], repeats: int) -> dict[str, dict[str, object]]:
+    """Inductor and each setting in this process, timed in turns; see the module docstring."""
+    import dynamo_modelopt
+    from dynamo_modelopt.measure import kineto_peak_bytes
+
+    steps, chosen = {}, {}
+    for name in ("inductor", *settings):
+        torch.manual_seed(0)
+        model, inputs = _build(row)
+        model.train()
+        dynamo_modelopt.clear_reports()
+        if name == "inductor":
+            compiled = torch.compile(model)
+        else:
+            compiled = torch.compile(model, backend="modelopt", options={"settings": name})
+
+        def step(model: torch.nn.Module = model, compiled=compiled, inputs=inputs) -> None:
+            for p in model.parameters():
+                p.grad = None
+            compiled(*inputs).backward()
+
+        step()
+        step()
+        reports = dynamo_modelopt.get_reports()
+        chosen[name] = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
+        steps[name] = step
+    names = list(steps)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for repetition in range(repeats):
+        for name in names[repetition % len(names) :] + names[: repetition % len(names)]:
+            begin = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - begin)
+    result = {}
+    for name in names:
+        ratios = [t / base for t, base in zip(times[name], times["inductor"], strict=True)]
+        result[name] = {
+            "median_ms": statistics.median(times[name]) * 1e3,
+            "overhead": statistics.median(ratios) - 1.0,
+            "peak_mib": kineto_peak_bytes(steps[name], after_leading_frees=True) / 2**20,
+            "chosen": chosen[name],
+        }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(SETTINGS))
@@ -95,10 +145,21 @@ def main() -> None:
         "--settings", default=None, help="comma-separated settings for every row (default: per row)"
     )
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--paired", action="store_true", help="one process per row, in turns")
     parser.add_argument("--one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--paired-one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(time_one(args.one[0], args.one[1], args.repeats)))
+        return
+    if args.paired_one:
+        row, settings = args.paired_one
+        print(json.dumps(time_paired(row, settings.split(","), args.repeats)))
+        return
+    if args.paired:
+        paired(args)
         return
     lines = [
         "# Step time of the reference rows, each setting in its own process (training, CPU)",
@@ -138,6 +199,52 @@ def main() -> None:
                 )
                 print(lines[-1], flush=True)
     out = Path(args.out) / ("step_times_zoo.md" if "zoo:" in args.rows else "step_times.md")
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+def paired(args: argparse.Namespace) -> None:
+    """`--paired`: one process per row, every variant timed in turns."""
+    lines = [
+        "# Step time of the reference rows, variants timed in turns in one process (training, CPU)",
+        "",
+        f"- command: `python -m bench.step_times --paired --rows {args.rows}"
+        f" --repeats {args.repeats}" + (f" --settings {args.settings}`" if args.settings else "`"),
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
+        "- each repetition runs every variant once, starting from a different one; ms = median"
+        " step; vs Inductor = median of the per-repetition ratios; peak above the level before"
+        " the step (kineto)",
+        "",
+        "| model | settings (chosen) | ms | vs Inductor | peak MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for row in args.rows.split(","):
+        settings = args.settings.split(",") if args.settings else list(SETTINGS[row])
+        command = [
+            sys.executable,
+            "-m",
+            "bench.step_times",
+            "--paired-one",
+            row,
+            ",".join(settings),
+        ]
+        command += ["--repeats", str(args.repeats)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            results = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            lines.append(f"| {_label(row)} | error: {tail[0]} ||||")
+            continue
+        for name, result in results.items():
+            label = name + (f" ({result['chosen']})" if name == "auto" else "")
+            lines.append(
+                f"| {_label(row)} | {label} | {result['median_ms']:.1f}"
+                f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} |"
+            )
+            print(lines[-1], flush=True)
+    out = Path(args.out) / "step_times_paired.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
