@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -58,13 +59,15 @@ def _build(row: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     return model, make_inputs(spec, REDUCED, "train", 1)
 
 
-def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
-    """Compile the row under `settings` ("inductor" for plain Inductor) and time its steps."""
-    from dynamo_modelopt.measure import kineto_peak_bytes
+def _compiled_step(row: str, settings: str) -> tuple[Callable[[], None], str]:
+    """A fresh copy of the row compiled under `settings` ("inductor": plain Inductor), warmed
+    up (compiled) by two steps, and the settings modelopt chose ("" for Inductor)."""
+    import dynamo_modelopt
 
     torch.manual_seed(0)
     model, inputs = _build(row)
     model.train()
+    dynamo_modelopt.clear_reports()
     if settings == "inductor":
         compiled = torch.compile(model)
     else:
@@ -77,13 +80,17 @@ def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
 
     step()
     step()
-    times = timeit.repeat(step, number=1, repeat=repeats)
-    chosen = ""
-    if settings != "inductor":
-        import dynamo_modelopt
+    reports = dynamo_modelopt.get_reports() if settings != "inductor" else []
+    chosen = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
+    return step, chosen
 
-        reports = dynamo_modelopt.get_reports()
-        chosen = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
+
+def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
+    """Compile the row under `settings` ("inductor" for plain Inductor) and time its steps."""
+    from dynamo_modelopt.measure import kineto_peak_bytes
+
+    step, chosen = _compiled_step(row, settings)
+    times = timeit.repeat(step, number=1, repeat=repeats)
     return {
         "median_ms": statistics.median(times) * 1e3,
         "peak_mib": kineto_peak_bytes(step, after_leading_frees=True) / 2**20,
@@ -93,30 +100,11 @@ def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
 
 def time_paired(row: str, settings: list[str], repeats: int) -> dict[str, dict[str, object]]:
     """Inductor and each setting in this process, timed in turns; see the module docstring."""
-    import dynamo_modelopt
     from dynamo_modelopt.measure import kineto_peak_bytes
 
     steps, chosen = {}, {}
     for name in ("inductor", *settings):
-        torch.manual_seed(0)
-        model, inputs = _build(row)
-        model.train()
-        dynamo_modelopt.clear_reports()
-        if name == "inductor":
-            compiled = torch.compile(model)
-        else:
-            compiled = torch.compile(model, backend="modelopt", options={"settings": name})
-
-        def step(model: torch.nn.Module = model, compiled=compiled, inputs=inputs) -> None:
-            for p in model.parameters():
-                p.grad = None
-            compiled(*inputs).backward()
-
-        step()
-        step()
-        reports = dynamo_modelopt.get_reports()
-        chosen[name] = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
-        steps[name] = step
+        steps[name], chosen[name] = _compiled_step(row, name)
     names = list(steps)
     times: dict[str, list[float]] = {n: [] for n in names}
     for repetition in range(repeats):
@@ -179,14 +167,9 @@ def main() -> None:
             inductor_ms = None
             chosen = args.settings.split(",") if args.settings else SETTINGS[row]
             for settings in ("inductor", *chosen):
-                command = [sys.executable, "-m", "bench.step_times", "--one", row, settings]
-                command += ["--repeats", str(args.repeats)]
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
-                try:
-                    result = json.loads(done.stdout.strip().splitlines()[-1])
-                except (IndexError, json.JSONDecodeError):
-                    tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-                    lines.append(f"| {_label(row)} | {settings} | {round_} | error: {tail[0]} |||")
+                result, error = _run_json(["--one", row, settings], args.repeats)
+                if result is None:
+                    lines.append(f"| {_label(row)} | {settings} | {round_} | error: {error} |||")
                     continue
                 ms = result["median_ms"]
                 if settings == "inductor":
@@ -201,6 +184,17 @@ def main() -> None:
     out = Path(args.out) / ("step_times_zoo.md" if "zoo:" in args.rows else "step_times.md")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def _run_json(arguments: list[str], repeats: int) -> tuple[object, str]:
+    """Run `python -m bench.step_times <arguments>` and parse its last line as JSON; on
+    failure, None and the last line of its error output."""
+    command = [sys.executable, "-m", "bench.step_times", *arguments, "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1]), ""
+    except (IndexError, json.JSONDecodeError):
+        return None, (done.stderr.strip().splitlines()[-1:] or ["no output"])[0]
 
 
 def paired(args: argparse.Namespace) -> None:
