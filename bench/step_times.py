@@ -149,19 +149,14 @@ def main() -> None:
     if args.paired:
         paired(args)
         return
-    lines = [
-        "# Step time of the reference rows, each setting in its own process (training, CPU)",
-        "",
-        f"- command: `python -m bench.step_times --rows {args.rows} --rounds {args.rounds}"
-        f" --repeats {args.repeats}" + (f" --settings {args.settings}`" if args.settings else "`"),
-        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
-        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
-        "- median of the timed steps after two warm-up steps; overhead against Inductor in the"
+    lines = _header(
+        args,
+        "Step time of the reference rows, each setting in its own process (training, CPU)",
+        f" --rounds {args.rounds}",
+        "median of the timed steps after two warm-up steps; overhead against Inductor in the"
         " same round; peak above the level before the step (kineto)",
-        "",
-        "| model | settings (chosen) | round | ms | vs Inductor | peak MiB |",
-        "|---|---|---|---|---|---|",
-    ]
+        ["model", "settings (chosen)", "round", "ms", "vs Inductor", "peak MiB"],
+    )
     for row in args.rows.split(","):
         for round_ in range(1, args.rounds + 1):
             inductor_ms = None
@@ -186,6 +181,25 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def _header(
+    args: argparse.Namespace, title: str, mode: str, method: str, columns: list[str]
+) -> list[str]:
+    """Title, reproducing command, date, versions, method and column row of a step-time table."""
+    settings = f" --settings {args.settings}" if args.settings else ""
+    return [
+        f"# {title}",
+        "",
+        f"- command: `python -m bench.step_times{mode} --rows {args.rows}"
+        f" --repeats {args.repeats}{settings}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
+        f"- {method}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+
+
 def _run_json(arguments: list[str], repeats: int) -> tuple[object, str]:
     """Run `python -m bench.step_times <arguments>` and parse its last line as JSON; on
     failure, None and the last line of its error output."""
@@ -199,37 +213,20 @@ def _run_json(arguments: list[str], repeats: int) -> tuple[object, str]:
 
 def paired(args: argparse.Namespace) -> None:
     """`--paired`: one process per row, every variant timed in turns."""
-    lines = [
-        "# Step time of the reference rows, variants timed in turns in one process (training, CPU)",
-        "",
-        f"- command: `python -m bench.step_times --paired --rows {args.rows}"
-        f" --repeats {args.repeats}" + (f" --settings {args.settings}`" if args.settings else "`"),
-        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
-        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
-        "- each repetition runs every variant once, starting from a different one; ms = median"
+    lines = _header(
+        args,
+        "Step time of the reference rows, variants timed in turns in one process (training, CPU)",
+        " --paired",
+        "each repetition runs every variant once, starting from a different one; ms = median"
         " step; vs Inductor = median of the per-repetition ratios; peak above the level before"
         " the step (kineto)",
-        "",
-        "| model | settings (chosen) | ms | vs Inductor | peak MiB |",
-        "|---|---|---|---|---|",
-    ]
+        ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB"],
+    )
     for row in args.rows.split(","):
         settings = args.settings.split(",") if args.settings else list(SETTINGS[row])
-        command = [
-            sys.executable,
-            "-m",
-            "bench.step_times",
-            "--paired-one",
-            row,
-            ",".join(settings),
-        ]
-        command += ["--repeats", str(args.repeats)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        try:
-            results = json.loads(done.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-            lines.append(f"| {_label(row)} | error: {tail[0]} ||||")
+        results, error = _run_json(["--paired-one", row, ",".join(settings)], args.repeats)
+        if results is None:
+            lines.append(f"| {_label(row)} | error: {error} ||||")
             continue
         for name, result in results.items():
             label = name + (f" ({result['chosen']})" if name == "auto" else "")
