@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dynamo_modelopt.step import peak_report
+
 # From best to worst: a step is only as sure as its least sure graph.
 STATUS_ORDER = ("optimal", "time_limit", "heuristic", "fallback")
 
@@ -62,11 +64,10 @@ def describe_graph(report: Any) -> str:
 def peak_location(reports: Sequence[Any]) -> str:
     """Where the step's peak is: the graph with the highest emitted peak, the step and
     operation there, the largest tensors live at that point, and whether arenas were used."""
-    placed = [r for r in reports if r.emitted_peak_bytes and r.details.get("peak")]
-    if not placed:
+    report = peak_report(reports)
+    peak = {} if report is None else report.details.get("peak")
+    if not peak:
         return ""
-    report = max(placed, key=lambda r: r.emitted_peak_bytes)
-    peak = report.details["peak"]
     live = ", ".join(f"{name} {_mib(size)}" for name, size in peak.get("largest_live", [])[:3])
     arena = report.details.get("arena", {})
     arenas = f"; arenas {_mib(arena['arena_bytes'])} MiB" if arena.get("used") else ""

@@ -159,6 +159,13 @@ def predicted_overhead(settings: Sequence[dict[str, Any]]) -> float:
     return sum(s.get("predicted_overhead") or 0.0 for s in settings)
 
 
+def peak_report(reports: Sequence[GraphReport]) -> GraphReport | None:
+    """The report of the graph that sets a step's peak: the highest emitted peak (a step's
+    graphs run one after another). None when no graph was planned."""
+    planned = [r for r in reports if r.emitted_peak_bytes is not None]
+    return max(planned, key=lambda r: r.emitted_peak_bytes or 0, default=None)
+
+
 def measure_step(
     step: Callable[[], Any],
     *,
@@ -180,7 +187,7 @@ def measure_step(
     else:
         measured = kineto_peak_bytes(step, after_leading_frees=True)
     planned = [r for r in reports if r.emitted_peak_bytes is not None]
-    top = max(planned, key=lambda r: r.emitted_peak_bytes or 0, default=None)
+    top = peak_report(planned)
     seconds = _median_seconds(step, repeats, cuda)
     baseline_seconds = _median_seconds(baseline, repeats, cuda) if baseline else None
     return StepReport(

@@ -18,13 +18,14 @@ every step alike and move no decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import fx
 
 from ..planner.lifetimes import live_ranges
 from ..planner.problem import Problem
-from ..planner.remat import RecomputeOption, RematProblem
+from ..planner.remat import Hold, RecomputeOption, RematProblem
 
 
 def _storage(node: fx.Node) -> int | None:
@@ -101,15 +102,22 @@ def remat_problem(
         _, last, size = saved_live.get(storage, (0, 0, 0))
         saved_live[storage] = (0, max(last, *reach), max(size, _storage_bytes(node, size_of)))
 
-    options = []
-    optional: set[int] = set()
+    options, reads = [], {}
+    optional: dict[int, str] = {}  # storage -> option name
     for node, rerun in candidates.items():
         storage = _storage(node)
         if storage not in saved_live or storage in optional:
             continue
+        optional[storage] = node.name
+        reads[node.name] = {
+            _storage(arg) for op in rerun for arg in op.all_input_nodes if arg not in rerun
+        } - {storage, None}
+    for node, rerun in candidates.items():
+        storage = _storage(node)
+        if optional.get(storage) != node.name:
+            continue
         _, last, size = saved_live[storage]
         reach = _backward_reach(node, step_of, saved - {node})
-        optional.add(storage)
         options.append(
             RecomputeOption(
                 name=node.name,
@@ -117,8 +125,18 @@ def remat_problem(
                 cost=sum(float(runtime_of(n)) for n in rerun),
                 saved_live=(0, last),
                 recomputed_live=(min(reach, default=0), last),
+                reads=tuple(
+                    sorted(
+                        optional.get(s, f"storage_{s}") for s in reads[node.name] if s in saved_live
+                    )
+                ),
             )
         )
+    read = {s for r in reads.values() for s in r if s in saved_live and s not in optional}
+    holds = tuple(
+        Hold(f"storage_{s}", saved_live[s][2], saved_live[s][1])
+        for s in sorted(read)  # type: ignore[type-var]
+    )
 
     base = [0] * steps
     for storage, (first, last, size) in saved_live.items():
@@ -140,7 +158,9 @@ def remat_problem(
         _add(base, first, last, size)
 
     total = joint_runtime(joint_graph, runtime_of)
-    return RematProblem(options=tuple(options), base=tuple(base), max_cost=max_overhead * total)
+    return RematProblem(
+        options=tuple(options), base=tuple(base), max_cost=max_overhead * total, holds=holds
+    )
 
 
 def _last_read(
@@ -219,17 +239,27 @@ def problem_from_boundary(
 
     A saved storage is an option when every name it is received under is a candidate: saved,
     it is live from the first step; recomputed, from its first read (where our order puts the
-    recomputation). The base is the backward's profile less the options' saved storages.
+    recomputation). The base is the backward's profile less the options' saved storages. Other
+    saved storages a recomputation reads are holds: they stay live until it runs.
     """
     by_name = {node.name: (node, rerun) for node, rerun in candidates.items()}
+    saved: dict[str, dict[str, Any]] = boundary["saved"]  # type: ignore[assignment]
+    root_of = {name: root for root, entry in saved.items() for name in entry["names"]}
     profile = list(boundary["profile"])  # type: ignore[call-overload]
-    options = []
-    for root, entry in boundary["saved"].items():  # type: ignore[attr-defined]
+    options, sources = [], {}
+    for root, entry in saved.items():
         names = entry["names"]
         if not names or entry["first_read"] is None or not all(n in by_name for n in names):
             continue
         rerun = {op for n in names for op in by_name[n][1]}
         last = int(entry["last"])
+        # Saved storages the recomputation reads: kept live until it runs.
+        sources[root] = {
+            root_of[arg.name]
+            for op in rerun
+            for arg in op.all_input_nodes
+            if arg not in rerun and root_of.get(arg.name, root) != root
+        }
         options.append(
             RecomputeOption(
                 name=root,
@@ -237,12 +267,22 @@ def problem_from_boundary(
                 cost=sum(float(runtime_of(op)) for op in rerun),
                 saved_live=(0, last),
                 recomputed_live=(int(entry["first_read"]), last),
+                reads=tuple(sorted(sources[root])),
             )
         )
+    optional = {o.name for o in options}
+    read = set().union(*sources.values())
+    holds = tuple(
+        Hold(root, int(saved[root]["bytes"]), int(saved[root]["last"]))
+        for root in sorted(read - optional)
+    )
     for option in options:
         _add(profile, 0, option.saved_live[1], -option.size)
     return RematProblem(
-        options=tuple(options), base=tuple(profile), max_cost=max_overhead * total_runtime
+        options=tuple(options),
+        base=tuple(profile),
+        max_cost=max_overhead * total_runtime,
+        holds=holds,
     )
 
 

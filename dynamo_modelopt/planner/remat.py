@@ -20,6 +20,10 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 Interval = tuple[int, int]  # first and last step, inclusive
 
@@ -38,15 +42,31 @@ class RecomputeOption:
     cost: float
     saved_live: Interval
     recomputed_live: Interval
+    reads: tuple[str, ...] = ()  # options or holds its recomputation reads
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A saved tensor that is not an option: counted in the base up to its `last` step, and
+    kept live up to the first step of any recomputation that reads it."""
+
+    name: str
+    size: int
+    last: int
 
 
 @dataclass(frozen=True)
 class RematProblem:
-    """Options, the bytes live at each backward step whatever is decided, and the budget."""
+    """Options, the bytes live at each backward step whatever is decided, and the budget.
+
+    A recomputation runs at its option's first recomputed step and needs what it `reads` then:
+    a saved tensor it reads stays live until that step, one recomputed itself is recomputed by
+    then. Without reads, each option's liveness depends on its own decision only."""
 
     options: tuple[RecomputeOption, ...]
     base: tuple[int, ...]
     max_cost: float
+    holds: tuple[Hold, ...] = ()
 
     @property
     def steps(self) -> int:
@@ -84,13 +104,34 @@ def _covers(interval: Interval, step: int) -> bool:
     return interval[0] <= step <= interval[1]
 
 
+def _hull(interval: Interval, points: list[int]) -> Interval:
+    return min([interval[0], *points]), max([interval[1], *points])
+
+
+def _needed_at(problem: RematProblem, recompute: frozenset[str] | set[str]) -> dict[str, list[int]]:
+    """For each tensor read by a chosen recomputation, the steps those recomputations run."""
+    needed: dict[str, list[int]] = {}
+    for option in problem.options:
+        if option.name in recompute:
+            for source in option.reads:
+                needed.setdefault(source, []).append(option.recomputed_live[0])
+    return needed
+
+
 def profile(problem: RematProblem, recompute: frozenset[str] | set[str]) -> list[int]:
     """Bytes live at each backward step when the tensors named in `recompute` are recomputed."""
     live = list(problem.base)
-    for option in problem.options:
-        first, last = option.recomputed_live if option.name in recompute else option.saved_live
+    needed = _needed_at(problem, recompute)
+
+    def add(first: int, last: int, size: int) -> None:
         for step in range(max(first, 0), min(last, problem.steps - 1) + 1):
-            live[step] += option.size
+            live[step] += size
+
+    for option in problem.options:
+        interval = option.recomputed_live if option.name in recompute else option.saved_live
+        add(*_hull(interval, needed.get(option.name, [])), option.size)
+    for hold in problem.holds:  # the base has it up to `last`
+        add(hold.last + 1, max(needed.get(hold.name, [hold.last])), hold.size)
     return live
 
 
@@ -121,10 +162,14 @@ def _segments(problem: RematProblem) -> list[tuple[int, int]]:
 
     The peak over a run is reached where the base is highest, so one constraint per run
     suffices."""
-    cuts = {0, problem.steps}
+    bounds: list[int] = [0, problem.steps]
     for option in problem.options:
         for first, last in (option.saved_live, option.recomputed_live):
-            cuts.update((max(0, min(first, problem.steps)), max(0, min(last + 1, problem.steps))))
+            bounds += [first, last + 1]
+        if option.reads:  # what it reads is live up to its first step, inclusive
+            bounds.append(option.recomputed_live[0] + 1)
+    bounds += [hold.last + 1 for hold in problem.holds]
+    cuts = {max(0, min(b, problem.steps)) for b in bounds}
     points = sorted(cuts)
     return [(a, b - 1) for a, b in itertools.pairwise(points) if b > a]
 
@@ -182,10 +227,17 @@ def solve_cpsat(
     peak_var = model.NewIntVar(lower_bound(problem), max(top, lower_bound(problem)), "peak")
     spent = sum(u * r for u, r in zip(units, recompute, strict=True))
     model.Add(spent <= resolution)
+    readers: dict[str, list[tuple[int, cp_model.IntVar]]] = {}
+    for option, r in zip(problem.options, recompute, strict=True):
+        for source in option.reads:
+            readers.setdefault(source, []).append((option.recomputed_live[0], r))
     for first, last in _segments(problem):
         terms = []
         constant = max(problem.base[first : last + 1])
         for option, r in zip(problem.options, recompute, strict=True):
+            if option.name in readers:
+                terms += _read_liveness(model, option, r, readers[option.name], first)
+                continue
             if_saved = _covers(option.saved_live, first)
             if_recomputed = _covers(option.recomputed_live, first)
             if if_saved and if_recomputed:
@@ -195,6 +247,13 @@ def solve_cpsat(
                 terms.append(-option.size * r)
             elif if_recomputed:
                 terms.append(option.size * r)
+        for hold in problem.holds:
+            late = [r for start, r in readers.get(hold.name, []) if hold.last < first <= start]
+            if late:
+                live = model.NewBoolVar(f"held_{hold.name}_{first}")
+                for r in late:
+                    model.Add(live >= r)
+                terms.append(hold.size * live)
         model.Add(peak_var >= constant + sum(terms))
     # Lexicographic in one objective: a byte of peak outweighs the whole budget.
     model.Minimize(peak_var * (resolution + 1) + spent)
@@ -217,6 +276,38 @@ def solve_cpsat(
         return _plan(problem, start, "greedy", status, started)
     bound = max(lower_bound(problem), int(solver.BestObjectiveBound() // (resolution + 1)))
     return _plan(problem, chosen, "cpsat", status, started, bound)
+
+
+def _read_liveness(
+    model: cp_model.CpModel,
+    option: RecomputeOption,
+    recomputed: cp_model.IntVar,
+    readers: list[tuple[int, cp_model.IntVar]],
+    step: int,
+) -> list[cp_model.LinearExpr]:
+    """The option's bytes at `step` when recomputations read it: live over the hull of its own
+    interval and the first steps of the chosen readers. The hull of several readers is the
+    union of the hulls with each one, so a pairwise lower bound per reader is exact (the
+    objective pushes `live` down to it)."""
+    if_saved = _covers(option.saved_live, step)
+    if_recomputed = _covers(option.recomputed_live, step)
+    if if_saved and if_recomputed:
+        return [option.size]
+    live = model.NewBoolVar(f"live_{option.name}_{step}")
+    if if_saved:
+        model.Add(live >= 1 - recomputed)
+    if if_recomputed:
+        model.Add(live >= recomputed)
+    for start, reader in readers:
+        by_saved = _covers(_hull(option.saved_live, [start]), step)
+        by_recomputed = _covers(_hull(option.recomputed_live, [start]), step)
+        if by_saved and by_recomputed:
+            model.Add(live >= reader)
+        elif by_saved:
+            model.Add(live >= reader - recomputed)
+        elif by_recomputed:
+            model.Add(live >= reader + recomputed - 1)
+    return [option.size * live]
 
 
 def _plan(

@@ -12,9 +12,10 @@ from dynamo_modelopt.planner.remat import peak, solve_remat
 
 @dataclass(frozen=True)
 class _Node:
-    """Stands in for an FX node: the functions read only its name."""
+    """Stands in for an FX node: the functions read only its name and inputs."""
 
     name: str
+    all_input_nodes: tuple[_Node, ...] = ()
 
 
 def _backward() -> tuple[object, list[str], list[int]]:
@@ -72,6 +73,22 @@ def test_problem_from_boundary_makes_options_of_fully_recomputable_storages() ->
     # act2 is off the first steps: the peak moves to the last, where it is read anyway
     assert plan.peak_bytes == 250 and plan.status == "optimal"
     assert remat.base == (164, 70, 130, 150)
+
+
+def test_saved_storage_a_recomputation_reads_is_held_until_it_runs() -> None:
+    """Recomputing act2 from act1 (read at once otherwise) keeps act1's 150 bytes live up to
+    the last step, where act2 is recomputed: no lower peak, so nothing is recomputed."""
+    problem, order, profile = _backward()
+    boundary = backward_boundary(problem, order, profile)
+    mm = _Node("mm", all_input_nodes=(_Node("act1"), _Node("primals_1")))
+    act2 = _Node("act2", all_input_nodes=(mm,))
+    candidates = {act2: [mm, act2], _Node("act2_view"): [_Node("act2_view", (act2,))]}
+    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 100.0, 0.05)
+    (option,) = remat.options
+    assert option.reads == ("act1",)
+    assert [(h.name, h.size, h.last) for h in remat.holds] == [("act1", 150, 0)]
+    assert peak(remat, {"act2"}) == 400  # act1 and act2 both live at the last step
+    assert solve_remat(remat).recompute == frozenset()
 
 
 def test_storage_with_a_name_that_cannot_be_recomputed_is_no_option() -> None:
