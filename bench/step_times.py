@@ -4,7 +4,7 @@
     python -m bench.step_times --rows zoo:vit_b_16 --settings auto,default
 
 Rows are the reference rows' keys, or `zoo:<model>` for a model of `bench.run`'s zoo at its
-reduced size and batch 1 (training).
+reduced size and batch 1 (training); `zoo:<model>@<batch>` for another batch.
 
 Timings taken one after another in one process drift (the allocator's state, what ran
 before): on a 2-core CPU the same ViT-B/16 step measured +4.7% in its own process and +20%
@@ -45,6 +45,11 @@ SETTINGS = {
 }
 
 
+def _settings_of(row: str) -> tuple[str, ...]:
+    """What to time against Inductor by default: modelopt's choice (zoo rows: only that)."""
+    return SETTINGS.get(row, ("auto",))
+
+
 def _label(row: str) -> str:
     return row if row.startswith("zoo:") else ROWS[row][0]
 
@@ -54,9 +59,10 @@ def _build(row: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
         return ROWS[row][1]()
     from bench.models import REDUCED, make_inputs, select_models, wrap_for_mode
 
-    (spec,) = select_models(row.removeprefix("zoo:"))
+    name, _, batch = row.removeprefix("zoo:").partition("@")
+    (spec,) = select_models(name)
     model = wrap_for_mode(spec, spec.build(REDUCED), "train")
-    return model, make_inputs(spec, REDUCED, "train", 1)
+    return model, make_inputs(spec, REDUCED, "train", int(batch or 1))
 
 
 def _compiled_step(row: str, settings: str) -> tuple[Callable[[], None], str]:
@@ -160,7 +166,7 @@ def main() -> None:
     for row in args.rows.split(","):
         for round_ in range(1, args.rounds + 1):
             inductor_ms = None
-            chosen = args.settings.split(",") if args.settings else SETTINGS[row]
+            chosen = args.settings.split(",") if args.settings else _settings_of(row)
             for settings in ("inductor", *chosen):
                 result, error = _run_json(["--one", row, settings], args.repeats)
                 if result is None:
@@ -223,7 +229,7 @@ def paired(args: argparse.Namespace) -> None:
         ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB"],
     )
     for row in args.rows.split(","):
-        settings = args.settings.split(",") if args.settings else list(SETTINGS[row])
+        settings = args.settings.split(",") if args.settings else list(_settings_of(row))
         results, error = _run_json(["--paired-one", row, ",".join(settings)], args.repeats)
         if results is None:
             lines.append(f"| {_label(row)} | error: {error} ||||")
@@ -235,7 +241,9 @@ def paired(args: argparse.Namespace) -> None:
                 f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} |"
             )
             print(lines[-1], flush=True)
-    out = Path(args.out) / "step_times_paired.md"
+    out = Path(args.out) / (
+        "step_times_paired_zoo.md" if "zoo:" in args.rows else "step_times_paired.md"
+    )
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
