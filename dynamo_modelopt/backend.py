@@ -86,6 +86,7 @@ def modelopt_backend(
                 threads=config.threads,
                 # forced by name, it compiles even when it changes nothing
                 skip_unchanged=config.settings == "auto",
+                compute_intensive=config.recompute_compute_intensive,
             )
 
     options_to_try = candidates(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
 
@@ -118,25 +120,44 @@ def _needed_at(problem: RematProblem, recompute: frozenset[str] | set[str]) -> d
     return needed
 
 
-def profile(problem: RematProblem, recompute: frozenset[str] | set[str]) -> list[int]:
-    """Bytes live at each backward step when the tensors named in `recompute` are recomputed."""
-    live = list(problem.base)
+def _span(
+    problem_item: RecomputeOption | Hold, recomputed: bool, needed: list[int]
+) -> Interval | None:
+    """Steps an option (or the extension of a hold) occupies, given its decision and the
+    first steps of the chosen recomputations reading it; None for no steps."""
+    if isinstance(problem_item, Hold):
+        end = max(needed, default=problem_item.last)
+        return (problem_item.last + 1, end) if end > problem_item.last else None
+    interval = problem_item.recomputed_live if recomputed else problem_item.saved_live
+    return _hull(interval, needed)
+
+
+def _shift(live: np.ndarray, span: Interval | None, size: int) -> None:
+    if span is not None:
+        first, last = max(span[0], 0), min(span[1], len(live) - 1)
+        if first <= last:
+            live[first : last + 1] += size
+
+
+def _profile_array(problem: RematProblem, recompute: frozenset[str] | set[str]) -> np.ndarray:
+    live = np.array(problem.base, dtype=np.int64)
     needed = _needed_at(problem, recompute)
-
-    def add(first: int, last: int, size: int) -> None:
-        for step in range(max(first, 0), min(last, problem.steps - 1) + 1):
-            live[step] += size
-
     for option in problem.options:
-        interval = option.recomputed_live if option.name in recompute else option.saved_live
-        add(*_hull(interval, needed.get(option.name, [])), option.size)
+        span = _span(option, option.name in recompute, needed.get(option.name, []))
+        _shift(live, span, option.size)
     for hold in problem.holds:  # the base has it up to `last`
-        add(hold.last + 1, max(needed.get(hold.name, [hold.last])), hold.size)
+        _shift(live, _span(hold, False, needed.get(hold.name, [])), hold.size)
     return live
 
 
+def profile(problem: RematProblem, recompute: frozenset[str] | set[str]) -> list[int]:
+    """Bytes live at each backward step when the tensors named in `recompute` are recomputed."""
+    return [int(v) for v in _profile_array(problem, recompute)]
+
+
 def peak(problem: RematProblem, recompute: frozenset[str] | set[str]) -> int:
-    return max(profile(problem, recompute), default=0)
+    live = _profile_array(problem, recompute)
+    return int(live.max()) if len(live) else 0
 
 
 def cost(problem: RematProblem, recompute: frozenset[str] | set[str]) -> float:
@@ -177,16 +198,30 @@ def _segments(problem: RematProblem) -> list[tuple[int, int]]:
 def greedy(problem: RematProblem) -> frozenset[str]:
     """Recompute, while the budget allows, the option that lowers the peak most per unit cost.
 
-    Deterministic: ties go to the larger tensor, then to the name."""
+    Deterministic: ties go to the larger tensor, then to the name. Each trial changes only the
+    option's own span and those of what it reads, so it is scored on the current profile."""
+    items: dict[str, RecomputeOption | Hold] = {h.name: h for h in problem.holds}
+    items.update((o.name, o) for o in problem.options)
     chosen: set[str] = set()
     spent = 0.0
-    current = peak(problem, chosen)
+    live = _profile_array(problem, chosen)
+    current = int(live.max()) if len(live) else 0
     while True:
+        needed = _needed_at(problem, chosen)
         best: tuple[float, int, str] | None = None
         for option in problem.options:
             if option.name in chosen or spent + option.cost > problem.max_cost:
                 continue
-            gain = current - peak(problem, chosen | {option.name})
+            trial = live.copy()
+            for name in {option.name, *option.reads} & items.keys():
+                points = needed.get(name, [])
+                before = _span(items[name], name in chosen, points)
+                if name in option.reads:
+                    points = [*points, option.recomputed_live[0]]
+                after = _span(items[name], name in chosen or name == option.name, points)
+                _shift(trial, before, -items[name].size)
+                _shift(trial, after, items[name].size)
+            gain = current - (int(trial.max()) if len(trial) else 0)
             if gain <= 0:
                 continue
             key = (-gain / max(option.cost, 1e-12), -option.size, option.name)
@@ -196,7 +231,8 @@ def greedy(problem: RematProblem) -> frozenset[str]:
             return frozenset(chosen)
         chosen.add(best[2])
         spent = cost(problem, chosen)
-        current = peak(problem, chosen)
+        live = _profile_array(problem, chosen)
+        current = int(live.max()) if len(live) else 0
 
 
 def _cost_units(problem: RematProblem, resolution: int = 10_000) -> list[int]:
@@ -231,35 +267,34 @@ def solve_cpsat(
     for option, r in zip(problem.options, recompute, strict=True):
         for source in option.reads:
             readers.setdefault(source, []).append((option.recomputed_live[0], r))
+    made: list[tuple[cp_model.IntVar, RecomputeOption | Hold, int]] = []  # liveness variables
     for first, last in _segments(problem):
         terms = []
         constant = max(problem.base[first : last + 1])
         for option, r in zip(problem.options, recompute, strict=True):
-            if option.name in readers:
-                terms += _read_liveness(model, option, r, readers[option.name], first)
-                continue
-            if_saved = _covers(option.saved_live, first)
-            if_recomputed = _covers(option.recomputed_live, first)
-            if if_saved and if_recomputed:
-                constant += option.size
-            elif if_saved:
-                constant += option.size
-                terms.append(-option.size * r)
-            elif if_recomputed:
-                terms.append(option.size * r)
+            fixed, term = _option_terms(model, option, r, readers.get(option.name, []), first, made)
+            constant += fixed
+            if term is not None:
+                terms.append(term)
         for hold in problem.holds:
             late = [r for start, r in readers.get(hold.name, []) if hold.last < first <= start]
             if late:
                 live = model.NewBoolVar(f"held_{hold.name}_{first}")
+                made.append((live, hold, first))
                 for r in late:
                     model.Add(live >= r)
                 terms.append(hold.size * live)
         model.Add(peak_var >= constant + sum(terms))
     # Lexicographic in one objective: a byte of peak outweighs the whole budget.
     model.Minimize(peak_var * (resolution + 1) + spent)
-    if use_hint:
+    if use_hint:  # a complete hint: CP-SAT starts from a solution
         for option, r in zip(problem.options, recompute, strict=True):
             model.AddHint(r, option.name in start)
+        needed = _needed_at(problem, start)
+        for live, item, step in made:
+            span = _span(item, item.name in start, needed.get(item.name, []))
+            model.AddHint(live, span is not None and _covers(span, step))
+        model.AddHint(peak_var, peak(problem, start))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, time_limit)
     solver.parameters.num_workers = max(1, threads)
@@ -278,36 +313,49 @@ def solve_cpsat(
     return _plan(problem, chosen, "cpsat", status, started, bound)
 
 
-def _read_liveness(
+def _option_terms(
     model: cp_model.CpModel,
     option: RecomputeOption,
     recomputed: cp_model.IntVar,
     readers: list[tuple[int, cp_model.IntVar]],
     step: int,
-) -> list[cp_model.LinearExpr]:
-    """The option's bytes at `step` when recomputations read it: live over the hull of its own
-    interval and the first steps of the chosen readers. The hull of several readers is the
-    union of the hulls with each one, so a pairwise lower bound per reader is exact (the
-    objective pushes `live` down to it)."""
+    made: list[tuple[cp_model.IntVar, RecomputeOption | Hold, int]],
+) -> tuple[int, cp_model.LinearExpr | None]:
+    """The option's bytes at `step`: a constant part and a term in the decisions.
+
+    Where chosen recomputations read it, it is live over the hull of its own interval and
+    their first steps. The hull of several readers is the union of the hulls with each one, so
+    a lower bound on a `live` variable per reader is exact (the objective pushes `live` down
+    to it). Readers whose hull adds nothing at this step are left out, and without any the
+    term is linear in the option's own decision. Variables made are added to `made`."""
     if_saved = _covers(option.saved_live, step)
     if_recomputed = _covers(option.recomputed_live, step)
     if if_saved and if_recomputed:
-        return [option.size]
+        return option.size, None
+    extending = []
+    for start, reader in readers:
+        by_saved = _covers(_hull(option.saved_live, [start]), step)
+        by_recomputed = _covers(_hull(option.recomputed_live, [start]), step)
+        if (by_saved and not if_saved) or (by_recomputed and not if_recomputed):
+            extending.append((reader, by_saved, by_recomputed))
+    if not extending:
+        if if_saved:
+            return option.size, -option.size * recomputed
+        return 0, (option.size * recomputed if if_recomputed else None)
     live = model.NewBoolVar(f"live_{option.name}_{step}")
+    made.append((live, option, step))
     if if_saved:
         model.Add(live >= 1 - recomputed)
     if if_recomputed:
         model.Add(live >= recomputed)
-    for start, reader in readers:
-        by_saved = _covers(_hull(option.saved_live, [start]), step)
-        by_recomputed = _covers(_hull(option.recomputed_live, [start]), step)
+    for reader, by_saved, by_recomputed in extending:
         if by_saved and by_recomputed:
             model.Add(live >= reader)
         elif by_saved:
             model.Add(live >= reader - recomputed)
-        elif by_recomputed:
+        else:
             model.Add(live >= reader + recomputed - 1)
-    return [option.size * live]
+    return 0, option.size * live
 
 
 def _plan(

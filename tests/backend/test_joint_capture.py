@@ -97,3 +97,29 @@ def test_storage_with_a_name_that_cannot_be_recomputed_is_no_option() -> None:
     candidates = {_Node("act2"): [_Node("act2")]}  # act2_view is not recomputable
     remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 100.0, 0.05)
     assert remat.options == ()
+
+
+def test_closures_leave_out_convolutions_unless_asked() -> None:
+    """relu(conv(x, w)) with the conv output not saved: recomputing the relu output reruns
+    the convolution, which is left out by default, as Inductor's partitioner does."""
+    import torch
+    from torch import fx
+
+    from dynamo_modelopt.inductor.saved_set import recompute_closures
+
+    aten = torch.ops.aten
+    graph = fx.Graph()
+    x, w = graph.placeholder("x"), graph.placeholder("w")
+    conv = graph.call_function(
+        aten.convolution.default, (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    )
+    act = graph.call_function(aten.relu.default, (conv,))
+    doubled = graph.call_function(aten.mul.Tensor, (act, 2.0))
+    graph.output((doubled,))
+
+    from types import SimpleNamespace
+
+    info = SimpleNamespace(inputs=[x, w], is_required_fw=lambda node: True)
+    assert recompute_closures(graph, info, [act, doubled]) == {doubled: [doubled]}
+    with_conv = recompute_closures(graph, info, [act, doubled], compute_intensive=True)
+    assert with_conv[act] == [act, conv]

@@ -163,3 +163,14 @@ def test_apply_plan_keeps_measured_peaks_and_fills_planned_ones() -> None:
     bench.run.apply_plan(planned, [graph], planned=True)
     assert (planned.inductor_peak_bytes, planned.modelopt_peak_bytes) == (200, 150)
     assert planned.gap == pytest.approx(0.2)
+
+
+def test_step_times_zoo_rows_take_a_batch_and_default_to_modelopts_choice() -> None:
+    import bench.step_times as step_times
+
+    _, (images, targets) = step_times._build("zoo:squeezenet1_0@3")
+    assert images.shape[0] == targets.shape[0] == 3
+    _, (images, _) = step_times._build("zoo:squeezenet1_0")
+    assert images.shape[0] == 1
+    assert step_times._settings_of("zoo:squeezenet1_0@3") == ("auto",)
+    assert step_times._settings_of("gpt2") == step_times.SETTINGS["gpt2"]
