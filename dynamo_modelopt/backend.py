@@ -86,7 +86,7 @@ def modelopt_backend(
                 threads=config.threads,
                 # forced by name, it compiles even when it changes nothing
                 skip_unchanged=config.settings == "auto",
-                compute_intensive=config.recompute_compute_intensive,
+                mispredicted=config.recompute_mispredicted,
             )
 
     options_to_try = candidates(

@@ -36,9 +36,8 @@ class ModeloptConfig:
         ("planned_saves"): the lowest backward peak, step by step, within
         `max_recompute_overhead` of the joint graph's estimated run time (see
         `planner/remat.py`, `inductor/saved_set.py`).
-    recompute_compute_intensive: let that plan rerun matmuls, convolutions and attention too
-        (off by default, as in Inductor's partitioner: their CPU run time is the least
-        predictable from FLOPs).
+    recompute_mispredicted: let that plan rerun grouped (depthwise) convolutions and attention
+        too (off by default: FLOPs misjudge their run time, see `recompute_closures`).
     arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved
         out at the offset the planner chose, wherever that is predicted not to raise the graph's
         peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
@@ -66,7 +65,7 @@ class ModeloptConfig:
     max_recompute_overhead: float = 0.05
     activation_budgets: tuple[float, ...] = (0.5,)
     plan_recomputation: bool = True
-    recompute_compute_intensive: bool = False
+    recompute_mispredicted: bool = False
     arena: str = "auto"
     measure_workspace: bool = True
     accumulate_in_place: bool = True

@@ -72,7 +72,7 @@ def recompute_closures(
     node_info: Any,
     saved: Sequence[fx.Node],
     max_nodes: int = 32,
-    compute_intensive: bool = False,
+    mispredicted: bool = False,
 ) -> dict[fx.Node, list[fx.Node]]:
     """For each saved forward tensor that could be recomputed instead, the forward operations
     recomputing it runs: its ancestors back to other saved tensors and the inputs.
@@ -80,13 +80,11 @@ def recompute_closures(
     Left out: inputs and what aliases them, tensors whose recomputation would rerun random
     operations or operations under a user's checkpoint policy, those needing more than
     `max_nodes` operations (recomputing a whole branch is rarely worth its time), and, unless
-    `compute_intensive`, those rerunning a matmul, convolution or attention, as Inductor's
-    min-cut partitioner does by default: their run time is the least predictable from FLOPs
-    (MobileNet-v2, batch 8 on CPU: 20 recomputed depthwise convolutions cost +9.5% step time
-    where the FLOP estimate said under 5%)."""
-    from torch._functorch.partitioners import get_default_op_list, is_rng_op
-
-    heavy = get_default_op_list().is_compute_intensive
+    `mispredicted`, those rerunning a grouped (depthwise) convolution or attention, whose run
+    time FLOPs misjudge: few FLOPs, slow kernels (MobileNet-v2, batch 8 on CPU: 20 recomputed
+    depthwise convolutions cost +9.5% step time where the estimate said under 5%; GPT-2's
+    recomputed matmuls and ResNet-18's convolutions stayed within it)."""
+    from torch._functorch.partitioners import is_rng_op
 
     stop = set(saved) | set(node_info.inputs)
     found: dict[fx.Node, list[fx.Node]] = {}
@@ -102,7 +100,7 @@ def recompute_closures(
                 and node_info.is_required_fw(current)
                 and "recompute" not in current.meta
                 and not is_rng_op(current)
-                and (compute_intensive or not heavy(current))
+                and (mispredicted or not _mispredicted(current))
                 and len(rerun) < max_nodes
             )
             rerun.append(current)
@@ -113,6 +111,26 @@ def recompute_closures(
         if ok:
             found[node] = rerun
     return found
+
+
+_ATTENTION = (
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_flash_attention_forward",
+    "_efficient_attention_forward",
+)
+
+
+def _mispredicted(node: fx.Node) -> bool:
+    """A grouped convolution or an attention kernel: run time far from its FLOPs' share."""
+    packet = getattr(node.target, "overloadpacket", None)
+    name = getattr(packet, "__name__", "")
+    if name == "convolution":
+        groups = node.args[8] if len(node.args) > 8 else node.kwargs.get("groups", 1)
+        return groups != 1
+    return name in _ATTENTION
 
 
 class NothingToRecompute(Exception):
@@ -126,7 +144,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
     The plans it made (one per partitioned joint graph) are kept in `plans` for the report.
     `skip_unchanged`: raise `NothingToRecompute` instead of returning Inductor's own partition
     (when this is one of several candidates, compiling it again would only cost time).
-    `compute_intensive`: see `recompute_closures`.
+    `mispredicted`: see `recompute_closures`.
     """
 
     def __init__(
@@ -136,11 +154,11 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         seed: int = 0,
         threads: int = 1,
         skip_unchanged: bool = False,
-        compute_intensive: bool = False,
+        mispredicted: bool = False,
     ) -> None:
         self.max_overhead = max_overhead
         self.skip_unchanged = skip_unchanged
-        self.compute_intensive = compute_intensive
+        self.mispredicted = mispredicted
         # the compiled backward of the same graph pair under Inductor's own partition
         # (`backward_boundary`), set by the caller when it has one
         self.boundary: dict[str, Any] | None = None
@@ -171,7 +189,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             saved = [by_name[n.name] for n in _saved_inputs(default[1]) if n.name in by_name]
             inputs = set(node_info.inputs)
             candidates = recompute_closures(
-                gm.graph, node_info, saved, compute_intensive=self.compute_intensive
+                gm.graph, node_info, saved, mispredicted=self.mispredicted
             )
             if self.boundary is not None:
                 problem = problem_from_boundary(

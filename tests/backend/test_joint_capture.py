@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from dynamo_modelopt.capture.joint import backward_boundary, problem_from_boundary
 from dynamo_modelopt.planner.lifetimes import live_bytes_profile
@@ -99,27 +100,34 @@ def test_storage_with_a_name_that_cannot_be_recomputed_is_no_option() -> None:
     assert remat.options == ()
 
 
-def test_closures_leave_out_convolutions_unless_asked() -> None:
+def test_closures_leave_out_grouped_convolutions_unless_asked() -> None:
     """relu(conv(x, w)) with the conv output not saved: recomputing the relu output reruns
-    the convolution, which is left out by default, as Inductor's partitioner does."""
+    the convolution, left out by default where it is grouped (depthwise), kept where not."""
     import torch
     from torch import fx
 
     from dynamo_modelopt.inductor.saved_set import recompute_closures
 
-    aten = torch.ops.aten
-    graph = fx.Graph()
-    x, w = graph.placeholder("x"), graph.placeholder("w")
-    conv = graph.call_function(
-        aten.convolution.default, (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
-    )
-    act = graph.call_function(aten.relu.default, (conv,))
-    doubled = graph.call_function(aten.mul.Tensor, (act, 2.0))
-    graph.output((doubled,))
+    def closures(groups: int, **flags: bool) -> dict[str, list[str]]:
+        graph = fx.Graph()
+        x, w = graph.placeholder("x"), graph.placeholder("w")
+        conv = graph.call_function(
+            torch.ops.aten.convolution.default,
+            (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], groups),
+        )
+        act = graph.call_function(torch.ops.aten.relu.default, (conv,))
+        doubled = graph.call_function(torch.ops.aten.mul.Tensor, (act, 2.0))
+        graph.output((doubled,))
+        info = SimpleNamespace(inputs=[x, w], is_required_fw=lambda node: True)
+        found = recompute_closures(graph, info, [act, doubled], **flags)
+        return {node.name: [op.name for op in ops] for node, ops in found.items()}
 
-    from types import SimpleNamespace
-
-    info = SimpleNamespace(inputs=[x, w], is_required_fw=lambda node: True)
-    assert recompute_closures(graph, info, [act, doubled]) == {doubled: [doubled]}
-    with_conv = recompute_closures(graph, info, [act, doubled], compute_intensive=True)
-    assert with_conv[act] == [act, conv]
+    assert closures(groups=1) == {
+        "relu_default": ["relu_default", "convolution_default"],
+        "mul_tensor": ["mul_tensor"],
+    }
+    assert closures(groups=8) == {"mul_tensor": ["mul_tensor"]}
+    assert closures(groups=8, mispredicted=True)["relu_default"] == [
+        "relu_default",
+        "convolution_default",
+    ]

@@ -111,13 +111,10 @@ def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
     """The planner's own saved set: on a network whose wide activations set the backward's
     peak, it recomputes the first layer's (read last by the backward) within the default 5%
     budget; the results equal eager's, the peak drops as our cost model predicted, and the
-    recomputation model's own figure for the backward is close to what is measured. (Each of
-    its activations is a matmul's output: planned only with `recompute_compute_intensive`.)"""
+    recomputation model's own figure for the backward is close to what is measured."""
     want = _eager("deep_mlp")
     _, base_measured, base_predicted = _train("deep_mlp", "default")
-    got, lever_measured, lever_predicted = _train(
-        "deep_mlp", "planned_saves", recompute_compute_intensive=True
-    )
+    got, lever_measured, lever_predicted = _train("deep_mlp", "planned_saves")
     reports = dynamo_modelopt.get_reports()
     plans = [r.details["recompute_plan"] for r in reports]
     assert plans and plans[0]["recompute"], plans
@@ -149,8 +146,7 @@ def test_auto_plans_recomputation_on_the_compiled_backward() -> None:
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
     model, inputs = make_case("deep_mlp")
-    options = {"strict": True, "recompute_compute_intensive": True}
-    compiled = torch.compile(model, backend="modelopt", options=options)
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
     step = step_for(model, compiled, inputs, "training")
     step()
     reports = dynamo_modelopt.get_reports()
@@ -179,18 +175,6 @@ def test_failed_recomputation_plan_keeps_inductors_partition(
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
     assert measured == base_measured
-
-
-def test_matmuls_are_not_recomputed_by_default() -> None:
-    """Recomputing any of the MLP's activations reruns a matmul: by default none is an option,
-    so the candidate changes nothing and is skipped."""
-    torch._dynamo.reset()
-    dynamo_modelopt.clear_reports()
-    model, inputs = make_case("deep_mlp")
-    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
-    compiled(*inputs).backward()
-    summary = dynamo_modelopt.get_reports()[0].details["settings"]
-    assert "planned_saves" in summary["skipped"]
 
 
 def test_recomputation_that_changes_nothing_is_not_compiled() -> None:
