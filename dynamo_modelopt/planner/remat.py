@@ -150,14 +150,17 @@ def _profile_array(problem: RematProblem, recompute: frozenset[str] | set[str]) 
     return live
 
 
+def _top(live: np.ndarray) -> int:
+    return int(live.max()) if len(live) else 0
+
+
 def profile(problem: RematProblem, recompute: frozenset[str] | set[str]) -> list[int]:
     """Bytes live at each backward step when the tensors named in `recompute` are recomputed."""
     return [int(v) for v in _profile_array(problem, recompute)]
 
 
 def peak(problem: RematProblem, recompute: frozenset[str] | set[str]) -> int:
-    live = _profile_array(problem, recompute)
-    return int(live.max()) if len(live) else 0
+    return _top(_profile_array(problem, recompute))
 
 
 def cost(problem: RematProblem, recompute: frozenset[str] | set[str]) -> float:
@@ -205,7 +208,7 @@ def greedy(problem: RematProblem) -> frozenset[str]:
     chosen: set[str] = set()
     spent = 0.0
     live = _profile_array(problem, chosen)
-    current = int(live.max()) if len(live) else 0
+    current = _top(live)
     while True:
         needed = _needed_at(problem, chosen)
         best: tuple[float, int, str] | None = None
@@ -221,7 +224,7 @@ def greedy(problem: RematProblem) -> frozenset[str]:
                 after = _span(items[name], name in chosen or name == option.name, points)
                 _shift(trial, before, -items[name].size)
                 _shift(trial, after, items[name].size)
-            gain = current - (int(trial.max()) if len(trial) else 0)
+            gain = current - _top(trial)
             if gain <= 0:
                 continue
             key = (-gain / max(option.cost, 1e-12), -option.size, option.name)
@@ -232,7 +235,7 @@ def greedy(problem: RematProblem) -> frozenset[str]:
         chosen.add(best[2])
         spent = cost(problem, chosen)
         live = _profile_array(problem, chosen)
-        current = int(live.max()) if len(live) else 0
+        current = _top(live)
 
 
 def _cost_units(problem: RematProblem, resolution: int = 10_000) -> list[int]:
