@@ -17,7 +17,8 @@ the same round.
 With `--paired`, each row runs in one process instead: Inductor and every setting compiled on
 their own copies of the model, then timed in turns (each repetition runs every variant once,
 starting from a different one), so a slow spell hits them alike; the overhead is the median of
-the per-repetition ratios to Inductor's step. Writes `step_times_paired.md`.
+the per-repetition ratios to Inductor's step. Writes `step_times_paired.md` (zoo rows:
+`step_times_paired_zoo.md`).
 """
 
 from __future__ import annotations
@@ -45,9 +46,15 @@ SETTINGS = {
 }
 
 
-def _settings_of(row: str) -> tuple[str, ...]:
-    """What to time against Inductor by default: modelopt's choice (zoo rows: only that)."""
-    return SETTINGS.get(row, ("auto",))
+def _settings_of(row: str, given: str | None = None) -> tuple[str, ...]:
+    """What to time against Inductor: `given` (comma-separated) for every row, else the row's
+    own list (zoo rows: modelopt's choice only)."""
+    return tuple(given.split(",")) if given else SETTINGS.get(row, ("auto",))
+
+
+def _out(args: argparse.Namespace, name: str) -> Path:
+    """`<out>/<name>.md`, or `<name>_zoo.md` for zoo rows."""
+    return Path(args.out) / (f"{name}_zoo.md" if "zoo:" in args.rows else f"{name}.md")
 
 
 def _label(row: str) -> str:
@@ -166,7 +173,7 @@ def main() -> None:
     for row in args.rows.split(","):
         for round_ in range(1, args.rounds + 1):
             inductor_ms = None
-            chosen = args.settings.split(",") if args.settings else _settings_of(row)
+            chosen = _settings_of(row, args.settings)
             for settings in ("inductor", *chosen):
                 result, error = _run_json(["--one", row, settings], args.repeats)
                 if result is None:
@@ -182,7 +189,7 @@ def main() -> None:
                     f" | {result['peak_mib']:.1f} |"
                 )
                 print(lines[-1], flush=True)
-    out = Path(args.out) / ("step_times_zoo.md" if "zoo:" in args.rows else "step_times.md")
+    out = _out(args, "step_times")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
@@ -229,7 +236,7 @@ def paired(args: argparse.Namespace) -> None:
         ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB"],
     )
     for row in args.rows.split(","):
-        settings = args.settings.split(",") if args.settings else list(_settings_of(row))
+        settings = _settings_of(row, args.settings)
         results, error = _run_json(["--paired-one", row, ",".join(settings)], args.repeats)
         if results is None:
             lines.append(f"| {_label(row)} | error: {error} ||||")
@@ -241,9 +248,7 @@ def paired(args: argparse.Namespace) -> None:
                 f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} |"
             )
             print(lines[-1], flush=True)
-    out = Path(args.out) / (
-        "step_times_paired_zoo.md" if "zoo:" in args.rows else "step_times_paired.md"
-    )
+    out = _out(args, "step_times_paired")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

@@ -66,6 +66,12 @@ def _backward_reach(
     return found
 
 
+def _read_by(rerun: Iterable[fx.Node]) -> set[fx.Node]:
+    """What recomputing `rerun` reads from outside it: the tensors it keeps live until then."""
+    ops = set(rerun)
+    return {arg for op in ops for arg in op.all_input_nodes if arg not in ops}
+
+
 def remat_problem(
     joint_graph: fx.Graph,
     is_backward: Callable[[fx.Node], bool],
@@ -109,9 +115,7 @@ def remat_problem(
         if storage not in saved_live or storage in optional:
             continue
         optional[storage] = node.name
-        reads[node.name] = {
-            _storage(arg) for op in rerun for arg in op.all_input_nodes if arg not in rerun
-        } - {storage, None}
+        reads[node.name] = {_storage(arg) for arg in _read_by(rerun)} - {storage, None}
     for node, rerun in candidates.items():
         storage = _storage(node)
         if optional.get(storage) != node.name:
@@ -255,10 +259,7 @@ def problem_from_boundary(
         last = int(entry["last"])
         # Saved storages the recomputation reads: kept live until it runs.
         sources[root] = {
-            root_of[arg.name]
-            for op in rerun
-            for arg in op.all_input_nodes
-            if arg not in rerun and root_of.get(arg.name, root) != root
+            root_of[arg.name] for arg in _read_by(rerun) if root_of.get(arg.name, root) != root
         }
         options.append(
             RecomputeOption(
