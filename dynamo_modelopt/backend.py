@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .capture.workspace import keeping_kernels
 from .config import ModeloptConfig
 from .decide import (
     Trial,
@@ -25,6 +26,7 @@ from .decide import (
     has_convolution,
     is_training_graph,
     prepare,
+    retime_trials,
     summarize,
 )
 from .inductor import saved_set
@@ -109,17 +111,21 @@ def modelopt_backend(
         return compile_with(gm, example_inputs, {})
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
-    for candidate in options_to_try:
-        prepare(candidate, trials)
-        try:
-            trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
-        except saved_set.NothingToRecompute as reason:
-            skipped[candidate.name] = str(reason)
-        except Exception:
-            # Inductor's defaults must compile as under plain Inductor; an alternative may not.
-            if candidate.name == "default" or config.strict or len(options_to_try) == 1:
-                raise
-            log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
+    with keeping_kernels():
+        for candidate in options_to_try:
+            prepare(candidate, trials)
+            try:
+                trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
+            except saved_set.NothingToRecompute as reason:
+                skipped[candidate.name] = str(reason)
+            except Exception:
+                # Inductor's defaults must compile as under plain Inductor; an alternative
+                # may not.
+                if candidate.name == "default" or config.strict or len(options_to_try) == 1:
+                    raise
+                log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
+        if len(trials) > 1:
+            retime_trials(trials)
     chosen = choose(trials, config.max_recompute_overhead)
     settings = summarize(chosen, trials, config.max_recompute_overhead, skipped)
     for report in chosen.reports:

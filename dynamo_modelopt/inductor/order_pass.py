@@ -40,6 +40,7 @@ from ..capture.scheduler import (
     problem_from_scheduler,
     saved_storages,
 )
+from ..capture.workspace import KernelMeasurement, measured_kernel
 from ..config import ModeloptConfig
 from ..planner import (
     check_plan,
@@ -171,6 +172,9 @@ class PlanOrderPass(CustomSchedulerPass):
             order = result.order
         if self.config.save_problems:
             _save(self.config.save_problems, graph_name, problem, result)
+        runtime, measured_kernels = _estimated_runtime(
+            inductor_nodes, self.config.measure_kernel_time
+        )
         report = GraphReport(
             graph_kind=kind,
             num_nodes=len(inductor_nodes),
@@ -185,7 +189,8 @@ class PlanOrderPass(CustomSchedulerPass):
             order_changed=order != problem.op_names,
             details={
                 "predicted_code_peak": code_peaks,
-                "estimated_runtime": _estimated_runtime(inductor_nodes),
+                "estimated_runtime": runtime,
+                "measured_kernels": measured_kernels,
                 "planned_order": list(order),
                 "node_buffers": [
                     [buf.get_name() for buf in captured.node_by_name[name].get_outputs()]
@@ -339,17 +344,44 @@ _CPU_FLOPS_PER_SECOND = 1e11
 _CPU_BYTES_PER_SECOND = 1e10
 
 
-def _estimated_runtime(nodes: list[BaseSchedulerNode]) -> float:
-    """Estimated seconds of the graph: Inductor's own estimate, else flops and bytes moved."""
+def _estimated_runtime(
+    nodes: list[BaseSchedulerNode], measure: bool = True
+) -> tuple[float, list[KernelMeasurement]]:
+    """Estimated seconds of the graph, and the extern kernels measured for it.
+
+    Inductor's own estimate where it has one (GPUs); else each node's: an extern kernel's
+    measured time (`measure`, CPU: `capture/workspace.py`), else its flops and bytes moved at
+    the rates above. `decide` times every candidate's kernels again, side by side (`retime_trials`).
+    """
     try:
         total = sum(float(node.get_estimated_runtime()) for node in nodes)
     except Exception:  # an estimate is optional
         total = 0.0
     if total > 0:
-        return total
+        return total, []
+    kernels = []
+    for node in nodes:
+        measured = _measured_extern(node) if measure else None
+        if measured is None:
+            total += _roofline_seconds(node)
+        else:
+            total += measured.seconds
+            kernels.append(measured)
+    return total, kernels
+
+
+def _measured_extern(node: BaseSchedulerNode) -> KernelMeasurement | None:
+    from torch._inductor.scheduler import ExternKernelSchedulerNode
+
+    if not isinstance(node, ExternKernelSchedulerNode):
+        return None
+    return measured_kernel(node.node)
+
+
+def _roofline_seconds(node: BaseSchedulerNode) -> float:
     try:
-        flops = sum(node.estimate_flops() or 0 for node in nodes)
-        moved = sum(node.get_read_write_buffers_sizes() for node in nodes)
+        flops = node.estimate_flops() or 0
+        moved = node.get_read_write_buffers_sizes()
     except Exception:
         return 0.0
     return flops / _CPU_FLOPS_PER_SECOND + moved / _CPU_BYTES_PER_SECOND

@@ -7,12 +7,15 @@ import torch
 import torch._dynamo
 
 import dynamo_modelopt
+from dynamo_modelopt.capture import workspace
+from dynamo_modelopt.capture.workspace import KernelMeasurement
 from dynamo_modelopt.decide import (
     Candidate,
     Trial,
     candidates,
     choose,
     has_concatenation,
+    retime_trials,
     summarize,
 )
 from dynamo_modelopt.measure import kineto_peak_bytes
@@ -367,3 +370,41 @@ def test_unused_output_gradient_is_reported_with_what_it_costs() -> None:
             report.measured_peak_bytes,
         )
     assert with_features.predicted_peak_bytes < with_features.predicted_peak_if_outputs_held
+
+
+def test_retime_trials_replaces_each_kernels_first_measurement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    busy, quiet = _trial("default", 100, 1.0), _trial("no_layout_opt", 90, 1.0)
+    busy.reports[0].details["measured_kernels"] = [
+        KernelMeasurement(0, 0.3, ("conv",)),  # measured while the machine was busy
+        KernelMeasurement(0, 0.2, ("mm",)),
+    ]
+    quiet.reports[0].details["measured_kernels"] = [KernelMeasurement(0, 0.1, ("conv",))]
+    monkeypatch.setattr(
+        workspace, "retime", lambda keys: {k: {("conv",): 0.1, ("mm",): 0.2}[k] for k in keys}
+    )
+    retime_trials([busy, quiet])
+    assert busy.estimated_runtime == pytest.approx(0.8)
+    assert quiet.estimated_runtime == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("measure", [True, False])
+def test_runtime_estimate_counts_measured_convolutions(measure: bool) -> None:
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("convbn")
+    model.eval()
+    options = {"strict": True, "measure_kernel_time": measure}
+    with torch.no_grad():
+        torch.compile(model, backend="modelopt", options=options)(*inputs)
+    (report,) = dynamo_modelopt.get_reports()
+    kernels = report.details["measured_kernels"]
+    alternatives = report.details["settings"]["alternatives"]
+    assert set(alternatives) == {"default", "no_layout_opt"}
+    assert all(a["estimated_runtime"] > 0 for a in alternatives.values())
+    if not measure:
+        assert kernels == []
+        return
+    assert any(k.key[0] == "aten.convolution.default" for k in kernels)
+    assert report.details["estimated_runtime"] > 0

@@ -19,10 +19,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch._inductor.custom_graph_pass import CustomSchedulerPass
 
+from dynamo_modelopt.capture import workspace
 from dynamo_modelopt.capture.scheduler import _size_hint
 from dynamo_modelopt.capture.workspace import (
     extern_workspace_bytes,
+    keeping_kernels,
+    measured_kernel,
     measured_workspace_bytes,
+    retime,
     rule_workspace_bytes,
 )
 from dynamo_modelopt.measure import kineto_peak_bytes
@@ -229,3 +233,37 @@ def test_mm_has_no_workspace(measure: bool) -> None:
 
     seen = _compile_and_collect(aten.mm.out, step, model)
     assert extern_workspace_bytes(seen.node, int, measure=measure) == 0
+
+
+def _mm_seen(size: int) -> Seen:
+    model = nn.Linear(size, size, bias=False).eval()
+
+    def step(compiled: Callable[..., Any]) -> None:
+        with torch.no_grad():
+            compiled(torch.randn(size, size))
+
+    return _compile_and_collect(aten.mm.out, step, model)
+
+
+def test_kernel_time_is_measured_with_the_workspace() -> None:
+    small, large = measured_kernel(_mm_seen(8).node), measured_kernel(_mm_seen(512).node)
+    assert small is not None and large is not None
+    assert 0 < small.seconds < large.seconds  # 512**3 multiply-adds against 8**3
+    assert small.key != large.key
+
+
+def test_retime_runs_each_kernel_once_a_round_while_kernels_are_kept() -> None:
+    seen = _mm_seen(64)
+    first = measured_kernel(seen.node)
+    assert first is not None
+    # outside `keeping_kernels` nothing can run again: the first measurement stands
+    assert retime([first.key]) == {first.key: first.seconds}
+    calls: list[int] = []
+    with keeping_kernels():
+        assert measured_kernel(seen.node) == first  # cached, and now kept
+        call, specs = workspace._runners[first.key]  # type: ignore[index]
+        workspace._runners[first.key] = (lambda t: calls.append(1) or call(t), specs)  # type: ignore[index]
+        times = retime([first.key, first.key], rounds=4)
+    assert len(calls) == 4  # a repeated key runs once a round
+    assert 0 < times[first.key] <= first.seconds  # the fastest of all its timings
+    assert workspace._runners is None  # the kernels (and their IR nodes) are let go
