@@ -110,6 +110,7 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     out = Path(args.out) / "reference_rows.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

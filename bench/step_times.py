@@ -53,7 +53,8 @@ def _settings_of(row: str, given: str | None = None) -> tuple[str, ...]:
 
 
 def _out(args: argparse.Namespace, name: str) -> Path:
-    """`<out>/<name>.md`, or `<name>_zoo.md` for zoo rows."""
+    """`<out>/<name>.md`, or `<name>_zoo.md` for zoo rows (the folder made if missing)."""
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     return Path(args.out) / (f"{name}_zoo.md" if "zoo:" in args.rows else f"{name}.md")
 
 
