@@ -23,9 +23,9 @@ and dtypes under the kineto profiler, and take the peak of its allocations above
 less the outputs the graph keeps (those are buffers of their own). The rules stay as the
 fallback wherever a measurement is not possible (see `measured_workspace_bytes`).
 
-The same runs time the kernel (`measured_kernel`, `retime`): on CPU, FLOPs misjudge what layout and
-grouping do to oneDNN's kernels (EfficientNet-B0, batch 8: its convolutions took 48 ms of the
-step channels-last and 57 ms contiguous, where their FLOPs are the same), and the choice of
+The same runs time the kernel (`measured_kernel`, `retime`): on CPU, FLOPs misjudge what
+layout and grouping do to oneDNN's kernels (EfficientNet-B0, batch 8: its convolutions took
+48 ms of the step channels-last and 57 ms contiguous, for the same FLOPs), and the choice of
 compile settings compares candidates by their estimated run time.
 """
 
@@ -153,13 +153,13 @@ class KernelMeasurement:
 
     workspace_bytes: int
     seconds: float  # the fastest of `TIMED_CALLS` warm calls
-    key: _MeasureKey = ()
+    key: _MeasureKey
 
 
 #: Warm calls timed per kernel; the fastest counts (the others met a busy machine).
 TIMED_CALLS = 3
-#: Rounds of `retime`: on a 2-core VM, EfficientNet-B0's candidates' estimates moved by about
-#: 3% between compiles with 3 rounds.
+#: Rounds of `retime`: with 3, one EfficientNet-B0 candidate's estimated overhead read +4.3%
+#: and +7.6% in two compiles on a 2-core VM.
 RETIME_ROUNDS = 5
 # key -> measurement, or None where measuring failed (the rules answer then)
 _measured_cache: dict[_MeasureKey, KernelMeasurement | None] = {}

@@ -351,7 +351,8 @@ def _estimated_runtime(
 
     Inductor's own estimate where it has one (GPUs); else each node's: an extern kernel's
     measured time (`measure`, CPU: `capture/workspace.py`), else its flops and bytes moved at
-    the rates above. `decide` times every candidate's kernels again, side by side (`retime_trials`).
+    the rates above. `decide` times every candidate's kernels again, side by side
+    (`retime_trials`).
     """
     try:
         total = sum(float(node.get_estimated_runtime()) for node in nodes)
