@@ -187,7 +187,7 @@ def measure_step(
     else:
         measured = kineto_peak_bytes(step, after_leading_frees=True)
     planned = [r for r in reports if r.emitted_peak_bytes is not None]
-    top = peak_report(planned)
+    top = peak_report(reports)
     seconds = _median_seconds(step, repeats, cuda)
     baseline_seconds = _median_seconds(baseline, repeats, cuda) if baseline else None
     return StepReport(
