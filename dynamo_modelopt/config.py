@@ -45,9 +45,10 @@ class ModeloptConfig:
     measure_workspace: run each extern kernel (convolution, attention, ...) once at compile time
         on CPU, with inputs of its shapes, to measure what it allocates inside itself; False uses
         fixed rules instead (see `capture/workspace.py`).
-    measure_kernel_time: time those runs too, and estimate an extern kernel's run time by its
-        measurement instead of its FLOPs when comparing settings (CPU; FLOPs miss what layout
-        does to oneDNN's convolutions); False: FLOPs and bytes moved only.
+    measure_kernel_time: time those runs too (they run for it even with `measure_workspace`
+        off), and estimate an extern kernel's run time by its measurement instead of its FLOPs
+        when comparing settings (CPU; FLOPs miss what layout does to oneDNN's convolutions);
+        False: FLOPs and bytes moved only.
     accumulate_in_place: add a matrix product into a full-size addend that dies there
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see
