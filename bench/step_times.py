@@ -73,9 +73,12 @@ def _build(row: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     return model, make_inputs(spec, REDUCED, "train", int(batch or 1))
 
 
-def _compiled_step(row: str, settings: str) -> tuple[Callable[[], None], str]:
-    """A fresh copy of the row compiled under `settings` ("inductor": plain Inductor), warmed
-    up (compiled) by two steps, and the settings modelopt chose ("" for Inductor)."""
+def _compiled_step(
+    row: str, settings: str, options: dict[str, object] | None = None
+) -> tuple[Callable[[], None], str]:
+    """A fresh copy of the row compiled under `settings` ("inductor": plain Inductor; more
+    modelopt `options` if given), warmed up (compiled) by two steps, and the settings modelopt
+    chose ("" for Inductor)."""
     import dynamo_modelopt
 
     torch.manual_seed(0)
@@ -85,7 +88,9 @@ def _compiled_step(row: str, settings: str) -> tuple[Callable[[], None], str]:
     if settings == "inductor":
         compiled = torch.compile(model)
     else:
-        compiled = torch.compile(model, backend="modelopt", options={"settings": settings})
+        compiled = torch.compile(
+            model, backend="modelopt", options={**(options or {}), "settings": settings}
+        )
 
     def step() -> None:
         for p in model.parameters():

@@ -25,8 +25,8 @@ fallback wherever a measurement is not possible (see `measured_workspace_bytes`)
 
 The same runs time the kernel (`measured_kernel`, `retime`): on CPU, FLOPs misjudge what
 layout and grouping do to oneDNN's kernels (EfficientNet-B0, batch 8: its convolutions took
-48 ms of the step channels-last and 57 ms contiguous, for the same FLOPs), and the choice of
-compile settings compares candidates by their estimated run time.
+49 ms of the step channels-last and 58 ms contiguous, for the same FLOPs; `bench.op_profile`),
+and the choice of compile settings compares candidates by their estimated run time.
 """
 
 from __future__ import annotations
