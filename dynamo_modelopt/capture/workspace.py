@@ -182,10 +182,10 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
     """Seconds of each measured kernel, timed again in turns.
 
     A kernel measured while the machine was busy (Inductor's compile workers starting up, say)
-    reads slow: EfficientNet-B0's first backward measured 35% above the same kernels measured
-    a minute later. Timing every kernel of every candidate in rounds, one call each per round,
-    and keeping each one's fastest makes them comparable. Kernels that cannot be run again
-    (outside `keeping_kernels`) keep their first measurement.
+    reads slow (in a debugging run, EfficientNet-B0's first backward read well above the same
+    kernels measured a minute later; no bench figure). Timing every kernel of every candidate
+    in rounds, one call each per round, and keeping each one's fastest makes them comparable.
+    Kernels that cannot be run again (outside `keeping_kernels`) keep their first measurement.
     """
     unique = list(dict.fromkeys(keys))
     found = {
