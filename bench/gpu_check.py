@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch._dynamo
 
+from bench.reports import chosen_settings
 from dynamo_modelopt.measure import cuda_peak
 
 CASES = ("mlp", "convbn", "inplace_views", "gpt2")
@@ -33,6 +34,8 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "modelopt arena=off": {"arena": "off", "settings": "default"},
     "modelopt arena=auto": {"arena": "auto", "settings": "default"},
     "modelopt arena=on": {"arena": "on", "settings": "default"},
+    # the training decisions of issue 6 (layout, activation budget, planned saves)
+    "modelopt settings=auto": {"settings": "auto"},
 }
 
 
@@ -80,6 +83,7 @@ def _row(case: str, mode: str, variant: str, options: dict | None) -> dict[str, 
     peak = cuda_peak(step)
     reports = dynamo_modelopt.get_reports()
     arenas = [r.details.get("arena", {}) for r in reports]
+    chosen, _ = chosen_settings(reports)
     return {
         "case": case,
         "mode": mode,
@@ -89,6 +93,7 @@ def _row(case: str, mode: str, variant: str, options: dict | None) -> dict[str, 
         "reserved": peak.max_reserved_bytes,
         "predicted": max((r.emitted_peak_bytes or 0 for r in reports), default=None),
         "arena_used": [a.get("used") for a in arenas],
+        "settings": chosen,
     }
 
 
@@ -116,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     print("| case | mode | variant | max error vs eager | allocated B | reserved B | predicted B "
-          "| arena used |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| arena used | settings |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         for mode in ("training", "inference"):
             eager = None
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(
                     f"| {case} | {mode} | {variant} | {row['max_error']:.2e} | {row['allocated']} "
-                    f"| {row['reserved']} | {row['predicted']} | {row['arena_used']} |",
+                    f"| {row['reserved']} | {row['predicted']} | {row['arena_used']} "
+                    f"| {row['settings']} |",
                     flush=True,
                 )
     if args.out:

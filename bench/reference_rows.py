@@ -1,6 +1,6 @@
 """The training reference points of issue 6, at the sizes the issue measured them.
 
-    python -m bench.reference_rows [--rows gpt2,resnet18,vit] [--out bench/results]
+    python -m bench.reference_rows [--rows gpt2,resnet18,vit] [--out bench/results] [--device cuda]
 
 GPT-2 with 4 layers of width 256 on 8 x 128 tokens, ResNet-18 on 16 images of 128 x 128 and
 ViT-B/16 on 4 images of 224 x 224: one forward and backward step returning only the loss (the
@@ -23,6 +23,7 @@ import torch.nn as nn
 from bench.measure import MeasureSettings, measure_backend
 from bench.models import NUM_CLASSES, TextTrainStep, VisionTrainStep
 from bench.reports import chosen_settings
+from bench.run import device_label, resolve_device
 
 MIB = 1 << 20
 BACKENDS = ("eager", "inductor", "modelopt")
@@ -75,16 +76,19 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     args = parser.parse_args()
-    settings = MeasureSettings(torch.device("cpu"), repeats=args.repeats)
+    device = resolve_device(args.device)
+    settings = MeasureSettings(device, repeats=args.repeats)
+    how = "max_memory_allocated" if device.type == "cuda" else "kineto"
     lines = [
-        "# Issue 6 reference points (training, CPU)",
+        f"# Issue 6 reference points (training, {device_label(device)})",
         "",
-        f"- command: `python -m bench.reference_rows --rows {args.rows}`",
+        f"- command: `python -m bench.reference_rows --rows {args.rows} --device {args.device}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
         f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
         "- one forward + backward returning only the loss, after a warm-up step that compiles;"
-        " peak above the level before the step (kineto); step ms = median of the timed steps",
+        f" peak above the level before the step ({how}); step ms = median of the timed steps",
         "",
         "| model | eager MiB | Inductor MiB | modelopt MiB | modelopt/Inductor | modelopt/eager"
         " | settings | overhead predicted | eager ms | Inductor ms | modelopt ms | error |",
@@ -94,7 +98,8 @@ def main() -> None:
         label, build = ROWS[key]
         torch.manual_seed(0)
         module, inputs = build()
-        module.train()
+        module = module.to(device).train()
+        inputs = tuple(x.to(device) for x in inputs)
         results = {b: measure_backend(b, module, inputs, "train", settings) for b in BACKENDS}
         peaks = {b: r.peak_bytes for b, r in results.items()}
         chosen, overhead = chosen_settings(results["modelopt"].reports)
