@@ -89,6 +89,7 @@ def modelopt_backend(
                 # forced by name, it compiles even when it changes nothing
                 skip_unchanged=config.settings == "auto",
                 mispredicted=config.recompute_mispredicted,
+                measure=config.measure_kernel_time,
             )
 
     options_to_try = candidates(
@@ -113,7 +114,7 @@ def modelopt_backend(
     skipped: dict[str, str] = {}
     with keeping_kernels():
         for candidate in options_to_try:
-            prepare(candidate, trials)
+            prepare(candidate, trials, config.max_recompute_overhead)
             try:
                 trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
             except saved_set.NothingToRecompute as reason:

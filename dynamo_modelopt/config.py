@@ -33,9 +33,10 @@ class ModeloptConfig:
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
     activation_budgets: the activation memory budgets tried in training.
     plan_recomputation: in training, also try the planner's own choice of what to recompute
-        ("planned_saves"): the lowest backward peak, step by step, within
-        `max_recompute_overhead` of the joint graph's estimated run time (see
-        `planner/remat.py`, `inductor/saved_set.py`).
+        ("planned_saves"): the lowest backward peak, step by step, within the run time the
+        choice between settings leaves it (`max_recompute_overhead` of the defaults' estimate,
+        less what the settings it is combined with add; see `planner/remat.py`,
+        `inductor/saved_set.py`).
     recompute_mispredicted: let that plan rerun grouped (depthwise) convolutions and attention
         too (off by default: FLOPs misjudge their run time, see `recompute_closures`).
     arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved
@@ -48,7 +49,8 @@ class ModeloptConfig:
     measure_kernel_time: time those runs too (they run for it even with `measure_workspace`
         off), and estimate an extern kernel's run time by its measurement instead of its FLOPs
         when comparing settings (CPU; FLOPs miss what layout does to oneDNN's convolutions);
-        False: FLOPs and bytes moved only.
+        the recomputation plan times the joint graph's matmuls, convolutions and attention the
+        same way (`capture/runtime.py`). False: FLOPs and bytes moved only.
     accumulate_in_place: add a matrix product into a full-size addend that dies there
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see

@@ -36,6 +36,7 @@ Combinations of these are tried too.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -178,10 +179,16 @@ def compile_trial(
     return Trial(candidate=candidate, compiled=compiled, reports=reports)
 
 
-def prepare(candidate: Candidate, trials: Sequence[Trial]) -> None:
-    """Hand a "planned_saves" candidate's partitioner the compiled backward of the same
-    settings without it (compiled earlier: the defaults come first), so the recomputation is
-    planned on what that code allocates rather than on the joint graph's estimate."""
+def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhead: float) -> None:
+    """Hand a "planned_saves" candidate's partitioner what the trials compiled so far show.
+
+    - The compiled backward of the same settings without it (compiled earlier: the defaults
+      come first), so the recomputation is planned on what that code allocates rather than on
+      the joint graph's estimate.
+    - Its budget in seconds, where both that trial and the defaults were estimated by our CPU
+      model (the unit the partitioner prices operations in): what `choose` will allow, less
+      what the settings without it already add (no layout optimization can cost time too).
+    """
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if not isinstance(partitioner, PlannedPartitioner):
         return
@@ -191,12 +198,22 @@ def prepare(candidate: Candidate, trials: Sequence[Trial]) -> None:
             for report in trial.reports:
                 if report.graph_kind == "backward" and "boundary" in report.details:
                     partitioner.boundary = report.details["boundary"]
+            usable = [t for t in trials if not t.fell_back]
+            if usable and all(
+                r.details.get("runtime_model") == "cpu"
+                for t in (usable[0], trial)
+                for r in t.reports
+            ):
+                retime_trials([usable[0]] if trial is usable[0] else [usable[0], trial])
+                allowed = usable[0].estimated_runtime * (1.0 + max_recompute_overhead)
+                partitioner.budget_seconds = allowed - trial.estimated_runtime
 
 
 def retime_trials(trials: Sequence[Trial]) -> None:
     """Time the measured extern kernels of all trials again, side by side (`retime`), and
-    update each report's estimated run time: a candidate compiled while the machine was busy
-    must not look slower than one compiled later."""
+    update each report's estimated run time and kernel times: a candidate compiled while the
+    machine was busy must not look slower than one compiled later. Calling it again retimes
+    from the figures it left."""
     from .capture.workspace import retime
 
     reports = [r for t in trials for r in t.reports if r.details.get("measured_kernels")]
@@ -205,6 +222,9 @@ def retime_trials(trials: Sequence[Trial]) -> None:
         kernels = report.details["measured_kernels"]
         change = sum(seconds.get(m.key, m.seconds) - m.seconds for m in kernels)
         report.details["estimated_runtime"] += change
+        report.details["measured_kernels"] = [
+            dataclasses.replace(m, seconds=seconds.get(m.key, m.seconds)) for m in kernels
+        ]
 
 
 def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:

@@ -92,8 +92,9 @@ class StepReport:
         for plan in self.recompute_plans:
             names = plan.get("recompute", [])
             shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-            budget = plan.get("flops_budget") or 0.0
-            share = f", {plan.get('flops', 0.0) / budget:.0%} of the budget" if budget else ""
+            budget = plan.get("budget_seconds") or 0.0
+            spent = plan.get("cost_seconds", 0.0)
+            share = f", {spent / budget:.0%} of the budget" if budget > 0 else ""
             lines.append(
                 f"  recomputed in the backward: {len(names)} saved tensors ({shown}){share}"
             )

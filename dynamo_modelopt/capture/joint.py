@@ -236,10 +236,10 @@ def problem_from_boundary(
     boundary: dict[str, object],
     candidates: Mapping[fx.Node, Sequence[fx.Node]],
     runtime_of: Callable[[fx.Node], float],
-    total_runtime: float,
-    max_overhead: float,
+    max_cost: float,
 ) -> RematProblem:
-    """The recomputation problem on a compiled backward's own steps and bytes.
+    """The recomputation problem on a compiled backward's own steps and bytes, within
+    `max_cost` (in `runtime_of`'s unit).
 
     A saved storage is an option when every name it is received under is a candidate: saved,
     it is live from the first step; recomputed, from its first read (where our order puts the
@@ -282,7 +282,7 @@ def problem_from_boundary(
     return RematProblem(
         options=tuple(options),
         base=tuple(profile),
-        max_cost=max_overhead * total_runtime,
+        max_cost=max_cost,
         holds=holds,
     )
 

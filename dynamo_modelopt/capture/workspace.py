@@ -183,9 +183,12 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
 
     A kernel measured while the machine was busy (Inductor's compile workers starting up, say)
     reads slow (in a debugging run, EfficientNet-B0's first backward read well above the same
-    kernels measured a minute later; no bench figure). Timing every kernel of every candidate
-    in rounds, one call each per round, and keeping each one's fastest makes them comparable.
-    Kernels that cannot be run again (outside `keeping_kernels`) keep their first measurement.
+    kernels measured a minute later; no bench figure). So every kernel of every candidate is
+    timed again in rounds, one call each per round, and its fastest round replaces its first
+    measurement: each kernel then has the same number of samples, taken in the same minutes
+    (keeping the first measurement too favoured kernels measured by earlier compiles of the
+    process, which had more samples). Kernels that cannot be run again (outside
+    `keeping_kernels`) keep their first measurement.
     """
     unique = list(dict.fromkeys(keys))
     found = {
@@ -194,6 +197,7 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
         if (measured := _measured_cache.get(key)) is not None
     }
     runnable = [key for key in found if _runners is not None and key in _runners]
+    fastest = dict.fromkeys(runnable, float("inf"))
     with _eager_quiet():
         for _ in range(rounds):
             for key in runnable:
@@ -201,8 +205,9 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
                 tensors = [_make_tensor(spec) for spec in specs]
                 start = time.perf_counter()
                 call(tensors)
-                found[key] = min(found[key], time.perf_counter() - start)
+                fastest[key] = min(fastest[key], time.perf_counter() - start)
                 del tensors
+    found.update((key, seconds) for key, seconds in fastest.items() if seconds < float("inf"))
     return found
 
 

@@ -26,6 +26,7 @@ except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` tak
 
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse, with_inplace_reuse
 from ..capture.joint import backward_boundary
+from ..capture.runtime import roofline_seconds
 from ..capture.scheduler import (
     CapturedGraph,
     SavedStorage,
@@ -172,7 +173,7 @@ class PlanOrderPass(CustomSchedulerPass):
             order = result.order
         if self.config.save_problems:
             _save(self.config.save_problems, graph_name, problem, result)
-        runtime, measured_kernels = _estimated_runtime(
+        runtime, measured_kernels, runtime_model = _estimated_runtime(
             inductor_nodes, self.config.measure_kernel_time
         )
         report = GraphReport(
@@ -190,6 +191,7 @@ class PlanOrderPass(CustomSchedulerPass):
             details={
                 "predicted_code_peak": code_peaks,
                 "estimated_runtime": runtime,
+                "runtime_model": runtime_model,
                 "measured_kernels": measured_kernels,
                 "planned_order": list(order),
                 "node_buffers": [
@@ -338,28 +340,23 @@ def where_is_the_peak(problem: Any, order: list[str], top: int = 5) -> dict[str,
     }
 
 
-# Rough CPU throughputs for a relative run-time estimate where Inductor has none (it estimates
-# GPUs only): what matters is comparing candidates of one graph, not the absolute figure.
-_CPU_FLOPS_PER_SECOND = 1e11
-_CPU_BYTES_PER_SECOND = 1e10
-
-
 def _estimated_runtime(
     nodes: list[BaseSchedulerNode], measure: bool = True
-) -> tuple[float, list[KernelMeasurement]]:
-    """Estimated seconds of the graph, and the extern kernels measured for it.
+) -> tuple[float, list[KernelMeasurement], str]:
+    """Estimated seconds of the graph, the extern kernels measured for it, and which model
+    gave the figure: "inductor" or "cpu".
 
-    Inductor's own estimate where it has one (GPUs); else each node's: an extern kernel's
-    measured time (`measure`, CPU: `capture/workspace.py`), else its flops and bytes moved at
-    the rates above. `decide` times every candidate's kernels again, side by side
-    (`retime_trials`).
+    Inductor's own estimate where it has one (GPUs); else ("cpu") each node's: an extern
+    kernel's measured time (`measure`, CPU: `capture/workspace.py`), else its flops and bytes
+    moved at fixed rates (`capture/runtime.py`, which prices the recomputation plan the same
+    way). `decide` times every candidate's kernels again, side by side (`retime_trials`).
     """
     try:
         total = sum(float(node.get_estimated_runtime()) for node in nodes)
     except Exception:  # an estimate is optional
         total = 0.0
     if total > 0:
-        return total, []
+        return total, [], "inductor"
     kernels = []
     for node in nodes:
         measured = _measured_extern(node) if measure else None
@@ -368,7 +365,7 @@ def _estimated_runtime(
         else:
             total += measured.seconds
             kernels.append(measured)
-    return total, kernels
+    return total, kernels, "cpu"
 
 
 def _measured_extern(node: BaseSchedulerNode) -> KernelMeasurement | None:
@@ -385,7 +382,7 @@ def _roofline_seconds(node: BaseSchedulerNode) -> float:
         moved = node.get_read_write_buffers_sizes()
     except Exception:
         return 0.0
-    return flops / _CPU_FLOPS_PER_SECOND + moved / _CPU_BYTES_PER_SECOND
+    return roofline_seconds(flops, moved)
 
 
 def _account_emitted_code(

@@ -6,9 +6,11 @@ backward by itself, and never recomputes compute-intensive ones (matmuls, convol
 attention) unless told to. `PlannedPartitioner`, installed as Inductor's
 `custom_partitioner_fn`, runs it once, then builds the `RematProblem` of what it saved
 (capture/joint.py): each saved tensor that could be recomputed from the other saved tensors and
-the inputs is an option, at the run time of the operations that recomputing it reruns. It
-solves it (the lowest peak over the backward's steps within `max_overhead` of the joint graph's
-estimated run time), marks the operations of the chosen options `MUST_RECOMPUTE` (the
+the inputs is an option, at the run time of the operations that recomputing it reruns (in
+seconds, priced as the choice between candidates prices the compiled code:
+`capture/runtime.py`). It solves it (the lowest peak over the backward's steps within its budget:
+what the choice allows this candidate, else `max_overhead` of the joint graph's estimated run
+time), marks the operations of the chosen options `MUST_RECOMPUTE` (the
 checkpoint policy the partitioner already honours for selective activation checkpointing) and
 partitions again. Nothing chosen: exactly Inductor's partition.
 """
@@ -22,6 +24,7 @@ from typing import Any
 from torch import fx
 
 from ..capture.joint import joint_runtime, problem_from_boundary, remat_problem
+from ..capture.runtime import node_seconds
 from ..planner.remat import RematPlan, solve_remat, validate_remat
 
 log = logging.getLogger(__name__)
@@ -34,37 +37,6 @@ except ImportError:  # pragma: no cover - older torch: the candidate is not offe
 
 def available() -> bool:
     return CustomPartitionerFn is not None
-
-
-#: FLOPs one byte written is worth: operations without FLOPs (copies, pointwise) cost their
-#: memory traffic. About a CPU's machine balance; GPUs have more FLOPs per byte, so this
-#: overstates the cost of recomputing pointwise work there, which errs on the safe side.
-FLOPS_PER_BYTE = 8.0
-
-
-def node_cost(node: fx.Node) -> float:
-    """Estimated run time of a node in FLOP-equivalents: the larger of its FLOPs (PyTorch's
-    flop formulas on its recorded shapes) and `FLOPS_PER_BYTE` times the bytes it writes."""
-    from torch._functorch.partitioners import _size_of
-    from torch.utils.flop_counter import flop_registry
-
-    try:
-        written = FLOPS_PER_BYTE * _size_of(node)
-    except Exception:  # no size recorded: an operation on non-tensors
-        written = 0.0
-    formula = flop_registry.get(getattr(node.target, "overloadpacket", None))
-    if formula is None:
-        return max(written, 1.0)
-
-    def value(arg: Any) -> Any:
-        return arg.meta.get("val") if isinstance(arg, fx.Node) else arg
-
-    try:
-        args, kwargs = fx.node.map_aggregate((node.args, node.kwargs), value)
-        flops = float(formula(*args, **kwargs, out_val=node.meta.get("val")))
-    except Exception:  # a formula that does not fit these arguments
-        flops = 0.0
-    return max(flops, written, 1.0)
 
 
 def recompute_closures(
@@ -144,7 +116,8 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
     The plans it made (one per partitioned joint graph) are kept in `plans` for the report.
     `skip_unchanged`: raise `NothingToRecompute` instead of returning Inductor's own partition
     (when this is one of several candidates, compiling it again would only cost time).
-    `mispredicted`: see `recompute_closures`.
+    `mispredicted`: see `recompute_closures`. `measure`: time compute-intensive operations
+    (`capture/runtime.py`) rather than price them by FLOPs.
     """
 
     def __init__(
@@ -155,13 +128,18 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         threads: int = 1,
         skip_unchanged: bool = False,
         mispredicted: bool = False,
+        measure: bool = True,
     ) -> None:
         self.max_overhead = max_overhead
         self.skip_unchanged = skip_unchanged
         self.mispredicted = mispredicted
+        self.measure = measure
         # the compiled backward of the same graph pair under Inductor's own partition
         # (`backward_boundary`), set by the caller when it has one
         self.boundary: dict[str, Any] | None = None
+        # seconds of recomputation the caller's choice allows (`decide.prepare`); None: the
+        # budget is `max_overhead` of the joint graph's estimated run time
+        self.budget_seconds: float | None = None
         self.time_limit = time_limit
         self.seed = seed
         self.threads = threads
@@ -191,14 +169,15 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             candidates = recompute_closures(
                 gm.graph, node_info, saved, mispredicted=self.mispredicted
             )
+
+            def cost(node: fx.Node) -> float:
+                return node_seconds(node, self.measure)
+
             if self.boundary is not None:
-                problem = problem_from_boundary(
-                    self.boundary,
-                    candidates,
-                    node_cost,
-                    joint_runtime(gm.graph, node_cost),
-                    self.max_overhead,
-                )
+                budget = self.budget_seconds
+                if budget is None:
+                    budget = self.max_overhead * joint_runtime(gm.graph, cost)
+                problem = problem_from_boundary(self.boundary, candidates, cost, max(budget, 0.0))
             else:
                 problem = remat_problem(
                     gm.graph,
@@ -207,7 +186,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
                     saved=saved,
                     candidates=candidates,
                     size_of=_size_of,
-                    runtime_of=node_cost,
+                    runtime_of=cost,
                     max_overhead=self.max_overhead,
                 )
             plan = solve_remat(problem, self.time_limit, self.seed, self.threads)
@@ -254,8 +233,8 @@ def _summary(budget: float, plan: RematPlan, model: str) -> dict[str, Any]:
         "recompute": sorted(plan.recompute),
         "predicted_backward_peak_bytes": plan.peak_bytes,
         "lower_bound_bytes": plan.lower_bound,
-        "flops": plan.cost,
-        "flops_budget": budget,
+        "cost_seconds": plan.cost,
+        "budget_seconds": budget,
         "solver": plan.solver,
         "status": plan.status,
         "solve_seconds": round(plan.solve_seconds, 3),

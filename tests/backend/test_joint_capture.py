@@ -60,9 +60,7 @@ def test_problem_from_boundary_makes_options_of_fully_recomputable_storages() ->
     boundary = backward_boundary(problem, order, profile)
     recompute_act2 = [_Node("mm"), _Node("act2")]
     candidates = {_Node("act2"): recompute_act2, _Node("act2_view"): [_Node("act2_view")]}
-    remat = problem_from_boundary(
-        boundary, candidates, runtime_of=lambda n: 1.0, total_runtime=100.0, max_overhead=0.05
-    )
+    remat = problem_from_boundary(boundary, candidates, runtime_of=lambda n: 1.0, max_cost=5.0)
     (option,) = remat.options  # act1 is no candidate
     assert option.name == "act2" and option.size == 100 and option.cost == 3.0
     assert option.saved_live == (0, 3) and option.recomputed_live == (3, 3)
@@ -84,7 +82,7 @@ def test_saved_storage_a_recomputation_reads_is_held_until_it_runs() -> None:
     mm = _Node("mm", all_input_nodes=(_Node("act1"), _Node("primals_1")))
     act2 = _Node("act2", all_input_nodes=(mm,))
     candidates = {act2: [mm, act2], _Node("act2_view"): [_Node("act2_view", (act2,))]}
-    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 100.0, 0.05)
+    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 5.0)
     (option,) = remat.options
     assert option.reads == ("act1",)
     assert [(h.name, h.size, h.last) for h in remat.holds] == [("act1", 150, 0)]
@@ -96,7 +94,7 @@ def test_storage_with_a_name_that_cannot_be_recomputed_is_no_option() -> None:
     problem, order, profile = _backward()
     boundary = backward_boundary(problem, order, profile)
     candidates = {_Node("act2"): [_Node("act2")]}  # act2_view is not recomputable
-    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 100.0, 0.05)
+    remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 5.0)
     assert remat.options == ()
 
 

@@ -15,9 +15,11 @@ from dynamo_modelopt.decide import (
     candidates,
     choose,
     has_concatenation,
+    prepare,
     retime_trials,
     summarize,
 )
+from dynamo_modelopt.inductor.saved_set import PlannedPartitioner
 from dynamo_modelopt.measure import kineto_peak_bytes
 from dynamo_modelopt.step import recompute_plans_of
 
@@ -121,7 +123,7 @@ def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
     reports = dynamo_modelopt.get_reports()
     plans = [r.details["recompute_plan"] for r in reports]
     assert plans and plans[0]["recompute"], plans
-    assert plans[0]["flops"] <= plans[0]["flops_budget"]
+    assert plans[0]["cost_seconds"] <= plans[0]["budget_seconds"]
     step_report = dynamo_modelopt.StepReport(
         device="cpu",
         measured_peak_bytes=lever_measured,
@@ -372,6 +374,22 @@ def test_unused_output_gradient_is_reported_with_what_it_costs() -> None:
     assert with_features.predicted_peak_bytes < with_features.predicted_peak_if_outputs_held
 
 
+@pytest.mark.parametrize("model", ["cpu", "inductor"])
+def test_planned_saves_get_the_budget_the_settings_without_them_leave(model: str) -> None:
+    """no_layout_opt already costs 3% of the defaults' 5%: its plan may add the other 2%,
+    in seconds, where both estimates are ours (Inductor's GPU estimate is another unit)."""
+    default, no_layout = _trial("default", 100, 1.0), _trial("no_layout_opt", 90, 1.03)
+    for trial in (default, no_layout):
+        trial.reports[0].details["runtime_model"] = model
+    partitioner = PlannedPartitioner(0.05)
+    combined = Candidate("no_layout_opt+planned_saves", {"custom_partitioner_fn": partitioner})
+    prepare(combined, [default, no_layout], max_recompute_overhead=0.05)
+    if model == "cpu":
+        assert partitioner.budget_seconds == pytest.approx(0.02)
+    else:
+        assert partitioner.budget_seconds is None
+
+
 def test_retime_trials_replaces_each_kernels_first_measurement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -387,6 +405,13 @@ def test_retime_trials_replaces_each_kernels_first_measurement(
     retime_trials([busy, quiet])
     assert busy.estimated_runtime == pytest.approx(0.8)
     assert quiet.estimated_runtime == pytest.approx(1.0)
+    # again: from the figures the first call left, not from the first measurements
+    monkeypatch.setattr(
+        workspace, "retime", lambda keys: {k: {("conv",): 0.15, ("mm",): 0.2}[k] for k in keys}
+    )
+    retime_trials([busy, quiet])
+    assert busy.estimated_runtime == pytest.approx(0.85)
+    assert quiet.estimated_runtime == pytest.approx(1.05)
 
 
 @pytest.mark.parametrize("measure", [True, False])
