@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     names = args.settings.split(",")
-    steps = {name: _compiled_step(args.row, name)[0] for name in names}
+    steps = {name: _compiled_step(args.row, name).step for name in names}
     times: dict[str, list[float]] = {n: [] for n in names}
     for repetition in range(args.repeats):  # in turns, as bench.step_times --paired
         for name in names[repetition % len(names) :] + names[: repetition % len(names)]:

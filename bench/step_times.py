@@ -2,6 +2,7 @@
 
     python -m bench.step_times [--rows gpt2,resnet18,vit] [--rounds 2] [--repeats 9]
     python -m bench.step_times --rows zoo:vit_b_16 --settings auto,default
+    python -m bench.step_times --paired --rows vit --settings default,budget_0.5 --device cuda
 
 Rows are the reference rows' keys, or `zoo:<model>` for a model of `bench.run`'s zoo at its
 reduced size and batch 1 (training); `zoo:<model>@<batch>` for another batch.
@@ -32,7 +33,9 @@ import sys
 import time
 import timeit
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,27 +65,47 @@ def _label(row: str) -> str:
     return row if row.startswith("zoo:") else ROWS[row][0]
 
 
-def _build(row: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+def _build(row: str, device: str = "cpu") -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     if not row.startswith("zoo:"):
-        return ROWS[row][1]()
+        model, inputs = ROWS[row][1]()
+        return model.to(device), tuple(x.to(device) for x in inputs)
     from bench.models import REDUCED, make_inputs, select_models, wrap_for_mode
 
     name, _, batch = row.removeprefix("zoo:").partition("@")
     (spec,) = select_models(name)
-    model = wrap_for_mode(spec, spec.build(REDUCED), "train")
-    return model, make_inputs(spec, REDUCED, "train", int(batch or 1))
+    model = wrap_for_mode(spec, spec.build(REDUCED), "train").to(device)
+    return model, make_inputs(spec, REDUCED, "train", int(batch or 1), torch.device(device))
+
+
+@dataclass
+class CompiledStep:
+    """A compiled training step, the settings modelopt chose ("" for Inductor) and its
+    reports (none for Inductor)."""
+
+    step: Callable[[], None]
+    chosen: str
+    reports: list[Any]
+
+    @property
+    def estimated_runtime(self) -> float:
+        """Sum of the graphs' estimated run times (seconds on CPU; Inductor's unit on GPUs)."""
+        return sum(float(r.details.get("estimated_runtime", 0.0)) for r in self.reports)
+
+    @property
+    def kernels(self) -> int:
+        """Kernel calls of the step: the scheduler nodes of its graphs."""
+        return sum(r.num_nodes for r in self.reports)
 
 
 def _compiled_step(
-    row: str, settings: str, options: dict[str, object] | None = None
-) -> tuple[Callable[[], None], str]:
-    """A fresh copy of the row compiled under `settings` ("inductor": plain Inductor; more
-    modelopt `options` if given), warmed up (compiled) by two steps, and the settings modelopt
-    chose ("" for Inductor)."""
+    row: str, settings: str, options: dict[str, object] | None = None, device: str = "cpu"
+) -> CompiledStep:
+    """A fresh copy of the row on `device` compiled under `settings` ("inductor": plain
+    Inductor; more modelopt `options` if given), warmed up (compiled) by two steps."""
     import dynamo_modelopt
 
     torch.manual_seed(0)
-    model, inputs = _build(row)
+    model, inputs = _build(row, device)
     model.train()
     dynamo_modelopt.clear_reports()
     if settings == "inductor":
@@ -91,45 +114,54 @@ def _compiled_step(
         compiled = torch.compile(
             model, backend="modelopt", options={**(options or {}), "settings": settings}
         )
+    cuda = torch.device(device).type == "cuda"
 
     def step() -> None:
         for p in model.parameters():
             p.grad = None
         compiled(*inputs).backward()
+        if cuda:
+            torch.cuda.synchronize()
 
     step()
     step()
     reports = dynamo_modelopt.get_reports() if settings != "inductor" else []
     chosen = reports[0].details.get("settings", {}).get("chosen", "") if reports else ""
-    return step, chosen
+    return CompiledStep(step, chosen, list(reports))
 
 
-def time_one(row: str, settings: str, repeats: int) -> dict[str, object]:
+def _peak_mib(step: Callable[[], None], device: str) -> float:
+    from dynamo_modelopt.measure import cuda_peak, kineto_peak_bytes
+
+    if torch.device(device).type == "cuda":
+        return cuda_peak(step, device).peak_above_start_bytes / 2**20
+    return kineto_peak_bytes(step, after_leading_frees=True) / 2**20
+
+
+def time_one(row: str, settings: str, repeats: int, device: str = "cpu") -> dict[str, object]:
     """Compile the row under `settings` ("inductor" for plain Inductor) and time its steps."""
-    from dynamo_modelopt.measure import kineto_peak_bytes
-
-    step, chosen = _compiled_step(row, settings)
-    times = timeit.repeat(step, number=1, repeat=repeats)
+    compiled = _compiled_step(row, settings, device=device)
+    times = timeit.repeat(compiled.step, number=1, repeat=repeats)
     return {
         "median_ms": statistics.median(times) * 1e3,
-        "peak_mib": kineto_peak_bytes(step, after_leading_frees=True) / 2**20,
-        "chosen": chosen,
+        "peak_mib": _peak_mib(compiled.step, device),
+        "chosen": compiled.chosen,
     }
 
 
-def time_paired(row: str, settings: list[str], repeats: int) -> dict[str, dict[str, object]]:
-    """Inductor and each setting in this process, timed in turns; see the module docstring."""
-    from dynamo_modelopt.measure import kineto_peak_bytes
-
-    steps, chosen = {}, {}
-    for name in ("inductor", *settings):
-        steps[name], chosen[name] = _compiled_step(row, name)
-    names = list(steps)
+def time_paired(
+    row: str, settings: list[str], repeats: int, device: str = "cpu"
+) -> dict[str, dict[str, object]]:
+    """Inductor and each setting in this process, timed in turns; see the module docstring.
+    Each modelopt variant also gives its estimated run time and kernel count, so that the
+    estimate's overhead can be set beside the measured one."""
+    compiled = {name: _compiled_step(row, name, device=device) for name in ("inductor", *settings)}
+    names = list(compiled)
     times: dict[str, list[float]] = {n: [] for n in names}
     for repetition in range(repeats):
         for name in names[repetition % len(names) :] + names[: repetition % len(names)]:
             begin = time.perf_counter()
-            steps[name]()
+            compiled[name].step()
             times[name].append(time.perf_counter() - begin)
     result = {}
     for name in names:
@@ -137,8 +169,10 @@ def time_paired(row: str, settings: list[str], repeats: int) -> dict[str, dict[s
         result[name] = {
             "median_ms": statistics.median(times[name]) * 1e3,
             "overhead": statistics.median(ratios) - 1.0,
-            "peak_mib": kineto_peak_bytes(steps[name], after_leading_frees=True) / 2**20,
-            "chosen": chosen[name],
+            "peak_mib": _peak_mib(compiled[name].step, device),
+            "chosen": compiled[name].chosen,
+            "estimated_runtime": compiled[name].estimated_runtime,
+            "kernels": compiled[name].kernels,
         }
     return result
 
@@ -153,17 +187,18 @@ def main() -> None:
     )
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--paired", action="store_true", help="one process per row, in turns")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--paired-one", nargs=2, metavar=("ROW", "SETTINGS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(time_one(args.one[0], args.one[1], args.repeats)))
+        print(json.dumps(time_one(args.one[0], args.one[1], args.repeats, args.device)))
         return
     if args.paired_one:
         row, settings = args.paired_one
-        print(json.dumps(time_paired(row, settings.split(","), args.repeats)))
+        print(json.dumps(time_paired(row, settings.split(","), args.repeats, args.device)))
         return
     if args.paired:
         paired(args)
@@ -181,7 +216,7 @@ def main() -> None:
             inductor_ms = None
             chosen = _settings_of(row, args.settings)
             for settings in ("inductor", *chosen):
-                result, error = _run_json(["--one", row, settings], args.repeats)
+                result, error = _run_json(["--one", row, settings], args.repeats, args.device)
                 if result is None:
                     lines.append(f"| {_label(row)} | {settings} | {round_} | error: {error} |||")
                     continue
@@ -205,13 +240,18 @@ def _header(
 ) -> list[str]:
     """Title, reproducing command, date, versions, method and column row of a step-time table."""
     settings = f" --settings {args.settings}" if args.settings else ""
+    device = "" if args.device == "cpu" else f" --device {args.device}"
+    where = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    if args.device == "cuda":
+        where += f", {torch.cuda.get_device_name()}"
+        method = method.replace("(kineto)", "(max_memory_allocated)")
     return [
-        f"# {title}",
+        f"# {title.replace('CPU', args.device.upper())}",
         "",
         f"- command: `python -m bench.step_times{mode} --rows {args.rows}"
-        f" --repeats {args.repeats}{settings}`",
+        f" --repeats {args.repeats}{settings}{device}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
-        f"- torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads",
+        f"- torch {torch.__version__}, {where}",
         f"- {method}",
         "",
         "| " + " | ".join(columns) + " |",
@@ -219,10 +259,11 @@ def _header(
     ]
 
 
-def _run_json(arguments: list[str], repeats: int) -> tuple[object, str]:
+def _run_json(arguments: list[str], repeats: int, device: str = "cpu") -> tuple[object, str]:
     """Run `python -m bench.step_times <arguments>` and parse its last line as JSON; on
     failure, None and the last line of its error output."""
     command = [sys.executable, "-m", "bench.step_times", *arguments, "--repeats", str(repeats)]
+    command += ["--device", device]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1]), ""
@@ -238,20 +279,28 @@ def paired(args: argparse.Namespace) -> None:
         " --paired",
         "each repetition runs every variant once, starting from a different one; ms = median"
         " step; vs Inductor = median of the per-repetition ratios; peak above the level before"
-        " the step (kineto)",
-        ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB"],
-    )
+        " the step (kineto); estimate vs default = modelopt's estimated run time against the"
+        " `default` variant's (where one was timed); kernels = scheduler nodes of the step",
+        ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB", "estimate vs default",
+         "kernels"],
+    )  # fmt: skip
     for row in args.rows.split(","):
         settings = _settings_of(row, args.settings)
-        results, error = _run_json(["--paired-one", row, ",".join(settings)], args.repeats)
+        results, error = _run_json(
+            ["--paired-one", row, ",".join(settings)], args.repeats, args.device
+        )
         if results is None:
-            lines.append(f"| {_label(row)} | error: {error} ||||")
+            lines.append(f"| {_label(row)} | error: {error} ||||||")
             continue
+        base = results.get("default", {}).get("estimated_runtime")
         for name, result in results.items():
             label = name + (f" ({result['chosen']})" if name == "auto" else "")
+            estimate = result.get("estimated_runtime")
+            versus = f"{estimate / base - 1:+.1%}" if base and estimate else ""
             lines.append(
                 f"| {_label(row)} | {label} | {result['median_ms']:.1f}"
-                f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} |"
+                f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} | {versus}"
+                f" | {result.get('kernels') or ''} |"
             )
             print(lines[-1], flush=True)
     out = _out(args, "step_times_paired")
