@@ -9,7 +9,9 @@ and keep the candidate with the lowest predicted peak whose estimated run time s
 `max_recompute_overhead` of Inductor's defaults. Ties go to the earlier candidate (the defaults
 come first), so without a predicted gain nothing changes.
 
-The run-time estimate is Inductor's where it has one (GPUs). On CPU it is each extern kernel's
+The run-time estimate on GPUs is Inductor's, or the time to issue the kernels where that is
+larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is each
+extern kernel's
 (convolution, matmul, attention) measured time plus the generated kernels' FLOPs and bytes at
 fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run 8.6% faster without layout
 optimization, where it ran 3.7% slower in turns; its convolutions are what slowed. All

@@ -55,7 +55,9 @@ def recompute_closures(
     `mispredicted`, those rerunning a grouped (depthwise) convolution or attention, whose run
     time FLOPs misjudge: few FLOPs, slow kernels (MobileNet-v2, batch 8 on CPU: 20 recomputed
     depthwise convolutions cost +9.5% step time where the estimate said under 5%; GPT-2's
-    recomputed matmuls and ResNet-18's convolutions stayed within it)."""
+    recomputed matmuls and ResNet-18's convolutions stayed within it). That was with FLOP
+    costs; they are timed now (`capture/runtime.py`), but the rule stays until the zoo has
+    been measured without it."""
     from torch._functorch.partitioners import is_rng_op
 
     stop = set(saved) | set(node_info.inputs)
