@@ -11,11 +11,10 @@ come first), so without a predicted gain nothing changes.
 
 The run-time estimate on GPUs is Inductor's, or the time to issue the kernels where that is
 larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is each
-extern kernel's
-(convolution, matmul, attention) measured time plus the generated kernels' FLOPs and bytes at
-fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run 8.6% faster without layout
-optimization, where it ran 3.7% slower in turns; its convolutions are what slowed. All
-candidates' kernels are timed again side by side before the choice (`retime_trials`).
+extern kernel's (convolution, matmul, attention) measured time plus the generated kernels'
+FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run 8.6%
+faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).
+All candidates' kernels are timed again side by side before the choice (`retime_trials`).
 
 Candidates:
 - "default": Inductor's own settings;

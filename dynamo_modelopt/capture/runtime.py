@@ -113,7 +113,7 @@ def _spec_of(value: torch.Tensor) -> _TensorSpec:
     return size, stride, value.dtype, torch.device("cpu")
 
 
-def _call_of(node: fx.Node) -> tuple[list[_TensorSpec], Any, Any]:
+def _fx_call(node: fx.Node) -> tuple[list[_TensorSpec], Any, Any]:
     """(input specs, arguments with `_Slot`s for the tensors, keyword arguments likewise)."""
     op = node.target
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _MEASURED_NAMESPACES:
@@ -142,7 +142,7 @@ def measured_node_seconds(node: fx.Node) -> float | None:
     try:
         if torch._C._autograd._profiler_enabled():
             return None  # timing would show in the user's profile
-        specs, args, kwargs = _call_of(node)
+        specs, args, kwargs = _fx_call(node)
         key = (str(node.target), tuple(specs), repr((args, kwargs)), torch.get_num_threads())
         if key in _fx_cache:
             return _fx_cache[key]

@@ -25,7 +25,7 @@ fallback wherever a measurement is not possible (see `measured_workspace_bytes`)
 
 The same runs time the kernel (`measured_kernel`, `retime`): on CPU, FLOPs misjudge what
 layout and grouping do to oneDNN's kernels (EfficientNet-B0, batch 8: its convolutions took
-49 ms of the step channels-last and 58 ms contiguous, for the same FLOPs; `bench.op_profile`),
+49 ms of the step channels-last and 57 ms contiguous, for the same FLOPs; `bench.op_profile`),
 and the choice of compile settings compares candidates by their estimated run time.
 """
 
