@@ -17,7 +17,6 @@ their FLOPs and the bytes they read and write at the fixed rates.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +26,13 @@ from torch import fx
 from .workspace import (
     _MEASURED_NAMESPACES,
     MAX_MEASURED_BYTES,
-    TIMED_CALLS,
     _eager_quiet,
     _make_tensor,
     _NotMeasurable,
     _spec_bytes,
     _static_int,
     _TensorSpec,
+    fastest_call,
 )
 
 log = logging.getLogger(__name__)
@@ -163,12 +162,7 @@ def measured_node_seconds(node: fx.Node) -> float | None:
             tensors = [_make_tensor(spec) for spec in specs]
             call_args, call_kwargs = fill(tensors)
             op(*call_args, **call_kwargs)  # warm-up: one-time set-up is not run time
-            fastest = float("inf")
-            for _ in range(TIMED_CALLS):
-                start = time.perf_counter()
-                op(*call_args, **call_kwargs)
-                fastest = min(fastest, time.perf_counter() - start)
-        seconds: float | None = fastest
+            seconds: float | None = fastest_call(lambda: op(*call_args, **call_kwargs))
     except Exception as exc:
         log.debug("%s: timing failed: %s", node.name, exc)
         seconds = None

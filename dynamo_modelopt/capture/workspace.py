@@ -178,6 +178,16 @@ def keeping_kernels() -> Iterator[None]:
         _runners = outer
 
 
+def fastest_call(call: Callable[[], Any], calls: int = TIMED_CALLS) -> float:
+    """Seconds of the fastest of `calls` calls of `call`."""
+    fastest = float("inf")
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
+
+
 def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_MeasureKey, float]:
     """Seconds of each measured kernel, timed again in turns.
 
@@ -409,12 +419,8 @@ def _measure(
             result = call(tensors)
         kept = _kept_bytes(result, paths, before)
         del result
-        seconds = []
-        for _ in range(TIMED_CALLS):  # outside the profiler: it slows small kernels
-            start = time.perf_counter()
-            call(tensors)
-            seconds.append(time.perf_counter() - start)
-    return KernelMeasurement(max(0, _peak_above_start(prof) - kept), min(seconds), key)
+        seconds = fastest_call(lambda: call(tensors))  # outside the profiler: it slows kernels
+    return KernelMeasurement(max(0, _peak_above_start(prof) - kept), seconds, key)
 
 
 def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
