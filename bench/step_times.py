@@ -131,11 +131,9 @@ def _compiled_step(
 
 
 def _peak_mib(step: Callable[[], None], device: str) -> float:
-    from dynamo_modelopt.measure import cuda_peak, kineto_peak_bytes
+    from dynamo_modelopt.measure import step_peak_bytes
 
-    if torch.device(device).type == "cuda":
-        return cuda_peak(step, device).peak_above_start_bytes / 2**20
-    return kineto_peak_bytes(step, after_leading_frees=True) / 2**20
+    return step_peak_bytes(step, device) / 2**20
 
 
 def time_one(row: str, settings: str, repeats: int, device: str = "cpu") -> dict[str, object]:

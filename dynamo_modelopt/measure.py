@@ -117,3 +117,12 @@ def cuda_peak(fn: Callable[[], Any], device: torch.device | str = "cuda") -> Cud
         max_allocated_bytes=max_allocated,
         max_reserved_bytes=torch.cuda.max_memory_reserved(device),
     )
+
+
+def step_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
+    """Peak bytes of one call of a training step above the level at its start: CUDA's
+    allocated peak (`cuda_peak`), or on CPU kineto's after the step's leading frees (the
+    previous step's gradients let go)."""
+    if torch.device(device).type == "cuda":
+        return cuda_peak(fn, device).peak_above_start_bytes
+    return kineto_peak_bytes(fn, after_leading_frees=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .measure import cuda_peak, kineto_peak_bytes
+from .measure import step_peak_bytes
 from .report import GraphReport, get_reports
 
 MIB = 1 << 20
@@ -183,10 +183,7 @@ def measure_step(
     """
     reports = list(get_reports() if reports is None else reports)
     cuda = torch.device(device).type == "cuda"
-    if cuda:
-        measured = cuda_peak(step, device).peak_above_start_bytes
-    else:
-        measured = kineto_peak_bytes(step, after_leading_frees=True)
+    measured = step_peak_bytes(step, device)
     planned = [r for r in reports if r.emitted_peak_bytes is not None]
     top = peak_report(reports)
     seconds = _median_seconds(step, repeats, cuda)
