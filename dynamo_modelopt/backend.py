@@ -28,6 +28,7 @@ from .decide import (
     prepare,
     retime_trials,
     summarize,
+    time_trials,
 )
 from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
@@ -112,9 +113,14 @@ def modelopt_backend(
         return compile_with(gm, example_inputs, {})
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
+
+    def time_now(some: Sequence[Trial]) -> str | None:
+        return time_trials(some, example_inputs, config.timing_rounds)
+
+    not_timed: str | None = None
     with keeping_kernels():
         for candidate in options_to_try:
-            prepare(candidate, trials, config.max_recompute_overhead)
+            prepare(candidate, trials, config.max_recompute_overhead, time_now)
             try:
                 trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
             except saved_set.NothingToRecompute as reason:
@@ -127,8 +133,11 @@ def modelopt_backend(
                 log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
         if len(trials) > 1:
             retime_trials(trials)
+            not_timed = time_now(trials)
+            if not_timed is not None:
+                log.info("modelopt: candidates not run at compile time: %s", not_timed)
     chosen = choose(trials, config.max_recompute_overhead)
-    settings = summarize(chosen, trials, config.max_recompute_overhead, skipped)
+    settings = summarize(chosen, trials, config.max_recompute_overhead, skipped, not_timed)
     for report in chosen.reports:
         report.details["settings"] = settings
         publish_report(report)

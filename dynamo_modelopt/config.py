@@ -51,6 +51,11 @@ class ModeloptConfig:
         when comparing settings (CPU; FLOPs miss what layout does to oneDNN's convolutions);
         the recomputation plan times the joint graph's matmuls, convolutions and attention the
         same way (`capture/runtime.py`). False: FLOPs and bytes moved only.
+    timing_rounds: in "auto", run every candidate's compiled graph (forward, and backward in
+        training) this many times in turns at compile time, on private copies of the inputs,
+        and compare run times by the measured ratio to the defaults instead of the estimates
+        (which miss what a setting costs outside the kernels they price; see `timing.py`).
+        Skipped where the device lacks the memory to run the candidates; 0 turns it off.
     accumulate_in_place: add a matrix product into a full-size addend that dies there
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see
@@ -75,6 +80,7 @@ class ModeloptConfig:
     arena: str = "auto"
     measure_workspace: bool = True
     measure_kernel_time: bool = True
+    timing_rounds: int = 5
     accumulate_in_place: bool = True
     save_problems: str | None = None
 
@@ -82,6 +88,8 @@ class ModeloptConfig:
         if self.arena not in ARENA_MODES:
             raise ValueError(f"modelopt: arena must be one of {ARENA_MODES}, not {self.arena!r}")
         object.__setattr__(self, "activation_budgets", tuple(self.activation_budgets))
+        if self.timing_rounds < 0:
+            raise ValueError("modelopt: timing_rounds must be >= 0")
         if self.max_recompute_overhead < 0:
             raise ValueError("modelopt: max_recompute_overhead must be >= 0")
         if not all(0.0 < b <= 1.0 for b in self.activation_budgets):

@@ -16,6 +16,12 @@ FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would
 faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).
 All candidates' kernels are timed again side by side before the choice (`retime_trials`).
 
+Estimates miss what a setting costs outside the kernels they price (EfficientNet-B0 and
+GoogLeNet ran 5.7% and 6.3% slower than Inductor's defaults with settings estimated within 5%).
+So where memory allows, each candidate's compiled graph is run and timed at compile time
+(`timing.py`, `time_trials`), and the choice reads the measured ratio to the defaults; the
+estimates decide only where no candidate could be run.
+
 Candidates:
 - "default": Inductor's own settings;
 - "no_layout_opt": `layout_optimization=False` (no channels-last copies of weights and
@@ -67,6 +73,12 @@ class Trial:
     candidate: Candidate
     compiled: Callable[..., Any]
     reports: list[GraphReport]
+    # measured at compile time (`time_trials`): median seconds of a forward (and backward) run,
+    # and the median ratio to the defaults' run in the same round; None where not measured
+    measured_seconds: float | None = None
+    measured_ratio: float | None = None
+    # why running it at compile time failed; such a trial is never chosen
+    run_error: str | None = None
 
     @property
     def predicted_peak_bytes(self) -> int:
@@ -84,6 +96,10 @@ class Trial:
     @property
     def fell_back(self) -> bool:
         return any(r.status == "fallback" for r in self.reports)
+
+    @property
+    def usable(self) -> bool:
+        return not self.fell_back and self.run_error is None
 
 
 def _emitted(report: GraphReport) -> int:
@@ -180,7 +196,12 @@ def compile_trial(
     return Trial(candidate=candidate, compiled=compiled, reports=reports)
 
 
-def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhead: float) -> None:
+def prepare(
+    candidate: Candidate,
+    trials: Sequence[Trial],
+    max_recompute_overhead: float,
+    time_now: Callable[[Sequence[Trial]], Any] | None = None,
+) -> None:
     """Hand a "planned_saves" candidate's partitioner what the trials compiled so far show.
 
     - The compiled backward of the same settings without it (compiled earlier: the defaults
@@ -189,6 +210,9 @@ def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhea
     - Its budget in seconds, where both that trial and the defaults were estimated by our CPU
       model (the unit the partitioner prices operations in): what `choose` will allow, less
       what the settings without it already add (no layout optimization can cost time too).
+      `time_now` (`time_trials` bound to the inputs) runs that trial beside the defaults
+      first: where it measured slower than estimated, the budget shrinks to what the
+      measurement leaves (its share of the defaults' estimate).
     """
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if not isinstance(partitioner, PlannedPartitioner):
@@ -199,15 +223,50 @@ def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhea
             for report in trial.reports:
                 if report.graph_kind == "backward" and "boundary" in report.details:
                     partitioner.boundary = report.details["boundary"]
-            usable = [t for t in trials if not t.fell_back]
+            usable = [t for t in trials if t.usable]
             if usable and all(
                 r.details.get("runtime_model") == "cpu"
                 for t in (usable[0], trial)
                 for r in t.reports
             ):
-                retime_trials([usable[0]] if trial is usable[0] else [usable[0], trial])
+                pair = [usable[0]] if trial is usable[0] else [usable[0], trial]
+                retime_trials(pair)
                 allowed = usable[0].estimated_runtime * (1.0 + max_recompute_overhead)
-                partitioner.budget_seconds = allowed - trial.estimated_runtime
+                budget = allowed - trial.estimated_runtime
+                if time_now is not None and len(pair) == 2:
+                    time_now(pair)
+                    if trial.measured_ratio is not None:
+                        left = 1.0 + max_recompute_overhead - trial.measured_ratio
+                        budget = min(budget, left * usable[0].estimated_runtime)
+                partitioner.budget_seconds = budget
+
+
+def time_trials(trials: Sequence[Trial], example_inputs: Sequence[Any], rounds: int) -> str | None:
+    """Run the usable trials side by side at compile time (`timing.py`) and set their measured
+    seconds and ratio to the first (the defaults); a trial that fails to run gets `run_error`.
+    Returns why nothing was measured, or None."""
+    from .timing import device_of, step_of, time_steps, why_not_timed
+
+    usable = [t for t in trials if t.usable]
+    if len(usable) < 2:
+        return "one candidate only"
+    reason = why_not_timed(example_inputs, max(t.predicted_peak_bytes for t in usable), rounds)
+    if reason is not None:
+        return reason
+    steps = [step_of(t.compiled, example_inputs) for t in usable]
+    timing = time_steps(steps, rounds, device_of(example_inputs))
+    if 0 in timing.failed:
+        return f"the defaults failed to run: {timing.failed[0]}"
+    for index, trial in enumerate(usable):
+        if index in timing.failed:
+            trial.run_error = timing.failed[index]
+            log.info(
+                "modelopt: candidate %s failed to run: %s", trial.candidate.name, trial.run_error
+            )
+            continue
+        trial.measured_seconds = timing.median_seconds(index)
+        trial.measured_ratio = timing.ratio_to_first(index)
+    return None
 
 
 def retime_trials(trials: Sequence[Trial]) -> None:
@@ -229,12 +288,17 @@ def retime_trials(trials: Sequence[Trial]) -> None:
 
 
 def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:
-    """The trial with the lowest predicted peak within the run-time budget; ties: the first."""
-    usable = [t for t in trials if not t.fell_back] or list(trials)
+    """The trial with the lowest predicted peak within the run-time budget; ties: the first.
+
+    Within budget: the measured ratio to the defaults where both were run at compile time,
+    else the estimated run time."""
+    usable = [t for t in trials if t.usable] or list(trials)
     baseline = usable[0]
     budget = baseline.estimated_runtime * (1.0 + max_recompute_overhead)
 
     def affordable(trial: Trial) -> bool:
+        if trial.measured_ratio is not None and baseline.measured_ratio is not None:
+            return trial.measured_ratio <= 1.0 + max_recompute_overhead
         if baseline.estimated_runtime <= 0:
             return "budget" not in trial.candidate.name  # no estimate: take no recompute risk
         return trial.estimated_runtime <= budget
@@ -265,13 +329,19 @@ def _why(
         names = ", ".join(t.candidate.name for t in lower)
         return (
             f"defaults kept: {names} predicted lower but over the{budget} run-time budget"
-            " or failed to compile"
+            f" ({_runtime_basis(trials)}) or failed to compile or run"
         )
     return (
-        f"lowest predicted peak within the{budget} run-time budget:"
+        f"lowest predicted peak within the{budget} run-time budget ({_runtime_basis(trials)}):"
         f" {chosen.predicted_peak_bytes / mib:.2f} MiB against"
         f" {default.predicted_peak_bytes / mib:.2f} MiB with the defaults"
     )
+
+
+def _runtime_basis(trials: Sequence[Trial]) -> str:
+    if any(t.measured_ratio is not None for t in trials):
+        return "run times measured at compile time"
+    return "estimated run times"
 
 
 def summarize(
@@ -279,30 +349,41 @@ def summarize(
     trials: Sequence[Trial],
     max_recompute_overhead: float | None = None,
     skipped: dict[str, str] | None = None,
+    not_timed: str | None = None,
 ) -> dict[str, Any]:
     """What was tried and why the chosen one won, for every report of the chosen trial.
 
     `skipped`: candidates not compiled, with the reason (a recomputation plan that changes
-    nothing).
+    nothing); `not_timed`: why the candidates were not run at compile time.
 
-    `predicted_overhead` is the chosen settings' estimated run time over the defaults' (minus
-    one): what recomputation is predicted to cost; `measure_step` and the bench measure it.
+    `predicted_overhead` is the chosen settings' run time over the defaults' (minus one): the
+    ratio measured at compile time where there is one (`measured_overhead`), else the estimated
+    one (`estimated_overhead`); `measure_step` and the bench measure it on the real step.
     """
     default = next((t for t in trials if t.candidate.name == "default"), None)
-    overhead = None
+    estimated = measured = None
     if default is not None and default.estimated_runtime > 0:
-        overhead = chosen.estimated_runtime / default.estimated_runtime - 1.0
+        estimated = chosen.estimated_runtime / default.estimated_runtime - 1.0
+    if default is not None and default.measured_ratio is not None:
+        if chosen.measured_ratio is not None:
+            measured = chosen.measured_ratio - 1.0
     return {
         "chosen": chosen.candidate.name,
         "why": _why(chosen, default, trials, max_recompute_overhead),
-        "predicted_overhead": overhead,
+        "predicted_overhead": estimated if measured is None else measured,
+        "estimated_overhead": estimated,
+        "measured_overhead": measured,
+        "not_timed": not_timed,
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,
                 "inductor_peak_bytes": max((r.inductor_peak_bytes for r in t.reports), default=0),
                 "planned_peak_bytes": max((r.planned_peak_bytes for r in t.reports), default=0),
                 "estimated_runtime": t.estimated_runtime,
+                "measured_seconds": t.measured_seconds,
+                "measured_ratio": t.measured_ratio,
                 "fell_back": t.fell_back,
+                "run_error": t.run_error,
             }
             for t in trials
         },

@@ -106,6 +106,8 @@ class StepReport:
                 " full size: return only the loss (or detach the other outputs) to save them"
             )
         overhead = f"  recompute overhead: predicted {self.predicted_overhead:+.1%}"
+        if any(s.get("measured_overhead") is not None for s in self.settings):
+            overhead += " (timed at compile time)"
         measured = self.measured_overhead
         if measured is not None:
             overhead += (

@@ -1,0 +1,189 @@
+"""Each candidate's compiled graph, run and timed at compile time.
+
+The run-time estimates that compare compile settings (`order_pass._estimated_runtime`) miss
+what a setting costs outside the kernels they price: on CPU, EfficientNet-B0 and GoogLeNet
+(batch 8) were estimated within the 5% budget and ran 5.7% and 6.3% slower, in turns
+(`bench/results/train_b8/step_times_paired_zoo.md`, code 7a11ea7). So where memory allows, the
+backend runs every candidate's compiled graph on the example inputs, forward and (in training)
+backward, in rounds with one run of each candidate per round, and reads each candidate's run
+time as the median over rounds of its ratio to the defaults' in the same round (pairs taken
+minutes apart drift with the machine's load).
+
+Nothing of the caller's state changes: tensors that need no gradient (the batch, and buffers
+a graph may update in place, such as batch norm's running statistics) are cloned; those that
+need one are detached (same storage, new leaves), and the gradients are returned by
+`torch.autograd.grad` instead of accumulated into `.grad`; the random number generators'
+states are restored afterwards.
+
+Running a candidate needs its peak memory at compile time, so it is skipped (and the estimates
+decide) unless the device has `MEMORY_HEADROOM` times the largest predicted peak free, beside
+the clones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+log = logging.getLogger(__name__)
+
+# free memory needed, as a multiple of the largest predicted peak (the allocator's caching
+# and rounding, and the prediction's own error)
+MEMORY_HEADROOM = 1.5
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of each timed callable per round (`rounds[r][i]`, NaN for those that failed),
+    and why those failed."""
+
+    rounds: list[list[float]]
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def median_seconds(self, index: int) -> float:
+        return statistics.median(r[index] for r in self.rounds)
+
+    def ratio_to_first(self, index: int) -> float:
+        """Median over rounds of this callable's time over the first's in the same round."""
+        return statistics.median(r[index] / r[0] for r in self.rounds)
+
+
+def _is_fake(value: Any) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(value, FakeTensor)
+
+
+def device_of(example_inputs: Sequence[Any]) -> torch.device:
+    """The accelerator the inputs live on, else the CPU."""
+    for value in example_inputs:
+        if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+            return value.device
+    return torch.device("cpu")
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Memory the device can still give: CUDA's free memory plus what its caching allocator
+    holds unused; on CPU, Linux's MemAvailable. None where unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _clone_bytes(example_inputs: Sequence[Any]) -> int:
+    return sum(
+        x.untyped_storage().nbytes()
+        for x in example_inputs
+        if isinstance(x, torch.Tensor) and not x.requires_grad
+    )
+
+
+def why_not_timed(
+    example_inputs: Sequence[Any], largest_peak_bytes: int, rounds: int
+) -> str | None:
+    """Why the candidates cannot be run here, or None where they can."""
+    if rounds <= 0:
+        return "timing turned off (timing_rounds=0)"
+    if any(_is_fake(x) for x in example_inputs):
+        return "the example inputs are fake tensors"
+    from torch._inductor import config as inductor_config
+
+    if inductor_config.triton.cudagraphs:
+        return "CUDA graphs would be recorded by a run at compile time"
+    device = device_of(example_inputs)
+    free = free_bytes(device)
+    if free is None:
+        return f"free memory on {device} unknown"
+    needed = MEMORY_HEADROOM * largest_peak_bytes + _clone_bytes(example_inputs)
+    if free < needed:
+        return (
+            f"{free / 2**20:.0f} MiB free on {device}, {needed / 2**20:.0f} MiB needed to run"
+            " the candidates"
+        )
+    return None
+
+
+def step_of(compiled: Callable[..., Any], example_inputs: Sequence[Any]) -> Callable[[], None]:
+    """One forward and, where a gradient can flow, backward of `compiled`, on private inputs.
+
+    Every output that needs a gradient gets a gradient of ones (the backward's run time does
+    not depend on the values)."""
+    args: list[Any] = []
+    leaves: list[torch.Tensor] = []
+    for value in example_inputs:
+        if isinstance(value, torch.Tensor):
+            if value.requires_grad:
+                value = value.detach().requires_grad_(True)
+                leaves.append(value)
+            else:
+                value = value.clone()
+        args.append(value)
+    backward = bool(leaves) and torch.is_grad_enabled()
+
+    def step() -> None:
+        outputs = compiled(*args)  # as Dynamo's bytecode calls it
+        if not backward:
+            return
+        flowing = [
+            o
+            for o in pytree.tree_leaves(outputs)
+            if isinstance(o, torch.Tensor) and o.requires_grad
+        ]
+        if flowing:
+            torch.autograd.grad(
+                flowing,
+                leaves,
+                grad_outputs=[torch.ones_like(o) for o in flowing],
+                allow_unused=True,
+            )
+
+    return step
+
+
+def time_steps(steps: Sequence[Callable[[], None]], rounds: int, device: torch.device) -> Timing:
+    """Run each step once to warm up, then `rounds` rounds of one timed run of each. A step
+    that raises in its warm-up is left out (NaN) with the error in `failed`."""
+    cuda = device.type == "cuda"
+
+    def timed(step: Callable[[], None]) -> float:
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    failed: dict[int, str] = {}
+    rng_devices = [device] if cuda else []
+    with torch.random.fork_rng(devices=rng_devices, device_type=device.type):
+        for index, step in enumerate(steps):
+            try:
+                step()
+            except Exception as exc:  # a candidate that cannot run must not be chosen
+                failed[index] = f"{type(exc).__name__}: {exc}"
+        return Timing(
+            [
+                [math.nan if i in failed else timed(step) for i, step in enumerate(steps)]
+                for _ in range(rounds)
+            ],
+            failed,
+        )

@@ -1,0 +1,153 @@
+"""Candidates run and timed at compile time: the caller's state untouched, the choice by the
+measurement, candidates that cannot run never chosen, and the reasons it is skipped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch._dynamo
+import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import dynamo_modelopt
+from dynamo_modelopt import timing
+from dynamo_modelopt.decide import Candidate, Trial, choose, prepare, summarize, time_trials
+from dynamo_modelopt.inductor.saved_set import PlannedPartitioner
+
+from .models import make_case
+
+
+def _trial(name: str, peak: int, runtime: float, compiled: Any = None) -> Trial:
+    report = dynamo_modelopt.GraphReport(
+        graph_kind="forward",
+        num_nodes=1,
+        inductor_peak_bytes=peak,
+        planned_peak_bytes=peak,
+        lower_bound_bytes=0,
+        solver="x",
+        status="optimal",
+        solve_seconds=0.0,
+        emitted_peak_bytes=peak,
+        details={"estimated_runtime": runtime, "runtime_model": "cpu"},
+    )
+    return Trial(Candidate(name), compiled=compiled or (lambda *a: None), reports=[report])
+
+
+def _graph(x: torch.Tensor, weight: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
+    """Updates a buffer in place and draws random numbers, like batch norm and dropout."""
+    running.add_(1.0)
+    return F.dropout(x @ weight, p=0.5).sum()
+
+
+def test_running_a_candidate_leaves_the_callers_state_as_it_was() -> None:
+    x, running = torch.randn(4, 8), torch.zeros(3)
+    weight = torch.randn(8, 8, requires_grad=True)
+    rng = torch.get_rng_state()
+    step = timing.step_of(_graph, [x, weight, running])
+    result = timing.time_steps([step, step], rounds=3, device=torch.device("cpu"))
+    assert len(result.rounds) == 3 and not result.failed
+    assert all(seconds > 0 for r in result.rounds for seconds in r)
+    assert torch.equal(running, torch.zeros(3))  # updated on a clone
+    assert weight.grad is None  # gradients returned, not accumulated
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_candidate_that_fails_to_run_is_never_chosen() -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    default = _trial("default", 100, 1.0, compiled=_graph)
+    lower = _trial("lower", 50, 1.0, compiled=broken)
+    inputs = [torch.randn(4, 8), torch.randn(8, 8, requires_grad=True), torch.zeros(3)]
+    assert time_trials([default, lower], inputs, rounds=2) is None
+    assert lower.run_error is not None and "boom" in lower.run_error
+    assert default.measured_ratio == 1.0
+    assert choose([default, lower], 0.05) is default
+    summary = summarize(default, [default, lower], 0.05)
+    assert "boom" in summary["alternatives"]["lower"]["run_error"]
+
+
+def test_choice_reads_the_measured_ratio_where_both_were_run() -> None:
+    default = _trial("default", 100, 1.0)
+    estimated_fast = _trial("a", 80, 1.0)  # estimated free, measured 8% slower
+    estimated_slow = _trial("b", 90, 1.2)  # estimated 20% slower, measured 2% slower
+    default.measured_ratio, estimated_fast.measured_ratio = 1.0, 1.08
+    estimated_slow.measured_ratio = 1.02
+    chosen = choose([default, estimated_fast, estimated_slow], 0.05)
+    assert chosen is estimated_slow
+    summary = summarize(chosen, [default, estimated_fast, estimated_slow], 0.05)
+    assert summary["predicted_overhead"] == pytest.approx(0.02)
+    assert summary["estimated_overhead"] == pytest.approx(0.2)
+    assert "measured at compile time" in summary["why"]
+    # without measurements, the estimates decide
+    for trial in (default, estimated_fast, estimated_slow):
+        trial.measured_ratio = None
+    assert choose([default, estimated_fast, estimated_slow], 0.05) is estimated_fast
+
+
+def test_planned_saves_budget_shrinks_to_what_the_measurement_leaves() -> None:
+    """no_layout_opt was estimated +1% but measured +4%: its plan may add 1%, not 4%."""
+    default, no_layout = _trial("default", 100, 1.0), _trial("no_layout_opt", 90, 1.01)
+    partitioner = PlannedPartitioner(0.05)
+    combined = Candidate("no_layout_opt+planned_saves", {"custom_partitioner_fn": partitioner})
+    timed: list[list[str]] = []
+
+    def time_now(trials: list[Trial]) -> None:
+        timed.append([t.candidate.name for t in trials])
+        default.measured_ratio, no_layout.measured_ratio = 1.0, 1.04
+
+    prepare(combined, [default, no_layout], 0.05, time_now)
+    assert timed == [["default", "no_layout_opt"]]
+    assert partitioner.budget_seconds == pytest.approx(0.01)
+
+
+def test_reasons_not_to_run_the_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = [torch.randn(4, 8)]
+    assert timing.why_not_timed(inputs, 1 << 20, rounds=5) is None
+    assert "turned off" in str(timing.why_not_timed(inputs, 1 << 20, rounds=0))
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(torch.randn(4, 8))]
+    assert "fake" in str(timing.why_not_timed(fake, 1 << 20, rounds=5))
+    monkeypatch.setattr(timing, "free_bytes", lambda device: 1 << 20)
+    assert "needed" in str(timing.why_not_timed(inputs, 1 << 20, rounds=5))
+
+
+def test_backend_runs_the_candidates_and_stays_correct() -> None:
+    """ConvBN in training: every candidate timed; grads and running statistics as eager's
+    (the timing runs touched only copies)."""
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("convbn")
+    eager_model, _ = make_case("convbn")
+    model.train()
+    eager_model.train()
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    compiled(*inputs).backward()
+    eager_model(*inputs).backward()
+    settings = dynamo_modelopt.get_reports()[0].details["settings"]
+    assert settings["not_timed"] is None
+    assert len(settings["alternatives"]) > 1
+    for alternative in settings["alternatives"].values():
+        assert alternative["measured_ratio"] is not None and alternative["run_error"] is None
+    for (name, got), want in zip(
+        model.state_dict().items(), eager_model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+    for (name, p), q in zip(model.named_parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_backend_says_why_it_did_not_run_the_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timing, "free_bytes", lambda device: 0)
+    torch._dynamo.reset()
+    dynamo_modelopt.clear_reports()
+    model, inputs = make_case("convbn")
+    model.train()
+    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    compiled(*inputs).backward()
+    settings = dynamo_modelopt.get_reports()[0].details["settings"]
+    assert "free" in settings["not_timed"]
+    assert all(a["measured_ratio"] is None for a in settings["alternatives"].values())
+    assert "estimated run times" in settings["why"]
