@@ -80,7 +80,7 @@ class ModeloptConfig:
     arena: str = "auto"
     measure_workspace: bool = True
     measure_kernel_time: bool = True
-    timing_rounds: int = 5
+    timing_rounds: int = 7
     accumulate_in_place: bool = True
     save_problems: str | None = None
 

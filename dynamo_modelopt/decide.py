@@ -77,6 +77,8 @@ class Trial:
     # and the median ratio to the defaults' run in the same round; None where not measured
     measured_seconds: float | None = None
     measured_ratio: float | None = None
+    # the upper quartile of those ratios: what the run-time budget is checked against
+    measured_ratio_high: float | None = None
     # why running it at compile time failed; such a trial is never chosen
     run_error: str | None = None
 
@@ -235,8 +237,8 @@ def prepare(
                 budget = allowed - trial.estimated_runtime
                 if time_now is not None and len(pair) == 2:
                     time_now(pair)
-                    if trial.measured_ratio is not None:
-                        left = 1.0 + max_recompute_overhead - trial.measured_ratio
+                    if trial.measured_ratio_high is not None:
+                        left = 1.0 + max_recompute_overhead - trial.measured_ratio_high
                         budget = min(budget, left * usable[0].estimated_runtime)
                 partitioner.budget_seconds = budget
 
@@ -245,7 +247,7 @@ def time_trials(trials: Sequence[Trial], example_inputs: Sequence[Any], rounds: 
     """Run the usable trials side by side at compile time (`timing.py`) and set their measured
     seconds and ratio to the first (the defaults); a trial that fails to run gets `run_error`.
     Returns why nothing was measured, or None."""
-    from .timing import device_of, step_of, time_steps, why_not_timed
+    from .timing import UPPER_QUANTILE, device_of, step_of, time_steps, why_not_timed
 
     usable = [t for t in trials if t.usable]
     if len(usable) < 2:
@@ -266,6 +268,7 @@ def time_trials(trials: Sequence[Trial], example_inputs: Sequence[Any], rounds: 
             continue
         trial.measured_seconds = timing.median_seconds(index)
         trial.measured_ratio = timing.ratio_to_first(index)
+        trial.measured_ratio_high = timing.ratio_to_first(index, UPPER_QUANTILE)
     return None
 
 
@@ -290,15 +293,16 @@ def retime_trials(trials: Sequence[Trial]) -> None:
 def choose(trials: Sequence[Trial], max_recompute_overhead: float) -> Trial:
     """The trial with the lowest predicted peak within the run-time budget; ties: the first.
 
-    Within budget: the measured ratio to the defaults where both were run at compile time,
-    else the estimated run time."""
+    Within budget: the upper quartile of the per-round ratios to the defaults where both were
+    run at compile time (within budget in three rounds of four), else the estimated run
+    time."""
     usable = [t for t in trials if t.usable] or list(trials)
     baseline = usable[0]
     budget = baseline.estimated_runtime * (1.0 + max_recompute_overhead)
 
     def affordable(trial: Trial) -> bool:
-        if trial.measured_ratio is not None and baseline.measured_ratio is not None:
-            return trial.measured_ratio <= 1.0 + max_recompute_overhead
+        if trial.measured_ratio_high is not None and baseline.measured_ratio is not None:
+            return trial.measured_ratio_high <= 1.0 + max_recompute_overhead
         if baseline.estimated_runtime <= 0:
             return "budget" not in trial.candidate.name  # no estimate: take no recompute risk
         return trial.estimated_runtime <= budget
@@ -382,6 +386,7 @@ def summarize(
                 "estimated_runtime": t.estimated_runtime,
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,
+                "measured_ratio_high": t.measured_ratio_high,
                 "fell_back": t.fell_back,
                 "run_error": t.run_error,
             }

@@ -54,6 +54,26 @@ def test_running_a_candidate_leaves_the_callers_state_as_it_was() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_rounds_rotate_and_ratios_are_read_per_round() -> None:
+    """Each round starts one step later; a step's ratio is taken against the first step's
+    time in the same round, and its quantiles lie between the rounds' ratios."""
+    calls: list[str] = []
+
+    def step(name: str) -> Any:
+        return lambda: calls.append(name)
+
+    steps = [step("a"), step("b"), step("c")]
+    result = timing.time_steps(steps, rounds=3, device=torch.device("cpu"))
+    warm_up, rounds = ["a", "b", "c"], ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert calls == [*warm_up, *rounds]
+    table = timing.Timing([[1.0, 1.1, 2.0], [2.0, 2.0, 4.0], [1.0, 1.3, 2.0]])
+    assert table.ratio_to_first(1) == pytest.approx(1.1)
+    assert table.ratio_to_first(1, 0.75) == pytest.approx(1.2)
+    assert table.ratio_to_first(1, 1.0) == pytest.approx(1.3)
+    assert table.ratio_to_first(2, 0.75) == pytest.approx(2.0)
+    assert len(result.rounds) == 3
+
+
 def test_a_candidate_that_fails_to_run_is_never_chosen() -> None:
     def broken(*args: Any) -> None:
         raise RuntimeError("boom")
@@ -73,8 +93,11 @@ def test_choice_reads_the_measured_ratio_where_both_were_run() -> None:
     default = _trial("default", 100, 1.0)
     estimated_fast = _trial("a", 80, 1.0)  # estimated free, measured 8% slower
     estimated_slow = _trial("b", 90, 1.2)  # estimated 20% slower, measured 2% slower
-    default.measured_ratio, estimated_fast.measured_ratio = 1.0, 1.08
+    default.measured_ratio, estimated_fast.measured_ratio = 1.0, 1.03
     estimated_slow.measured_ratio = 1.02
+    # the budget holds the upper quartile of the rounds: "a" was over it in too many
+    default.measured_ratio_high, estimated_fast.measured_ratio_high = 1.0, 1.08
+    estimated_slow.measured_ratio_high = 1.04
     chosen = choose([default, estimated_fast, estimated_slow], 0.05)
     assert chosen is estimated_slow
     summary = summarize(chosen, [default, estimated_fast, estimated_slow], 0.05)
@@ -83,7 +106,7 @@ def test_choice_reads_the_measured_ratio_where_both_were_run() -> None:
     assert "measured at compile time" in summary["why"]
     # without measurements, the estimates decide
     for trial in (default, estimated_fast, estimated_slow):
-        trial.measured_ratio = None
+        trial.measured_ratio = trial.measured_ratio_high = None
     assert choose([default, estimated_fast, estimated_slow], 0.05) is estimated_fast
 
 
@@ -96,7 +119,7 @@ def test_planned_saves_budget_shrinks_to_what_the_measurement_leaves() -> None:
 
     def time_now(trials: list[Trial]) -> None:
         timed.append([t.candidate.name for t in trials])
-        default.measured_ratio, no_layout.measured_ratio = 1.0, 1.04
+        default.measured_ratio_high, no_layout.measured_ratio_high = 1.0, 1.04
 
     prepare(combined, [default, no_layout], 0.05, time_now)
     assert timed == [["default", "no_layout_opt"]]
