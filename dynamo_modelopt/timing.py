@@ -3,11 +3,12 @@
 The run-time estimates that compare compile settings (`order_pass._estimated_runtime`) miss
 what a setting costs outside the kernels they price: on CPU, EfficientNet-B0 and GoogLeNet
 (batch 8) were estimated within the 5% budget and ran 5.7% and 6.3% slower, in turns
-(`bench/results/train_b8/step_times_paired_zoo.md`, code 7a11ea7). So where memory allows, the
+(`bench/results/step_times_paired_zoo.md` at code 7a11ea7). So where memory allows, the
 backend runs every candidate's compiled graph on the example inputs, forward and (in training)
-backward, in rounds with one run of each candidate per round, and reads each candidate's run
-time as the median over rounds of its ratio to the defaults' in the same round (pairs taken
-minutes apart drift with the machine's load).
+backward, in rounds with one run of each candidate per round (each round starting with another
+one), and reads each candidate's run time by its ratio to the defaults' in the same round
+(pairs taken minutes apart drift with the machine's load): the median is reported, the upper
+quartile (`UPPER_QUANTILE`) must stay within the run-time budget.
 
 Nothing of the caller's state changes: tensors that need no gradient (the batch, and buffers
 a graph may update in place, such as batch norm's running statistics) are cloned; those that
