@@ -17,22 +17,11 @@ from dynamo_modelopt.decide import Candidate, Trial, choose, prepare, summarize,
 from dynamo_modelopt.inductor.saved_set import PlannedPartitioner
 
 from .models import make_case
+from .trials import make_trial
 
 
 def _trial(name: str, peak: int, runtime: float, compiled: Any = None) -> Trial:
-    report = dynamo_modelopt.GraphReport(
-        graph_kind="forward",
-        num_nodes=1,
-        inductor_peak_bytes=peak,
-        planned_peak_bytes=peak,
-        lower_bound_bytes=0,
-        solver="x",
-        status="optimal",
-        solve_seconds=0.0,
-        emitted_peak_bytes=peak,
-        details={"estimated_runtime": runtime, "runtime_model": "cpu"},
-    )
-    return Trial(Candidate(name), compiled=compiled or (lambda *a: None), reports=[report])
+    return make_trial(name, peak, runtime, compiled=compiled, runtime_model="cpu")
 
 
 def _graph(x: torch.Tensor, weight: torch.Tensor, running: torch.Tensor) -> torch.Tensor:

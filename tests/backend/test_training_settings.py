@@ -11,7 +11,6 @@ from dynamo_modelopt.capture import workspace
 from dynamo_modelopt.capture.workspace import KernelMeasurement
 from dynamo_modelopt.decide import (
     Candidate,
-    Trial,
     candidates,
     choose,
     has_concatenation,
@@ -25,6 +24,7 @@ from dynamo_modelopt.measure import kineto_peak_bytes
 from dynamo_modelopt.step import recompute_plans_of
 
 from .models import LossAndFeatures, make_case, step_for
+from .trials import make_trial
 
 
 def _train(case: str, settings: str, **more: object) -> tuple[dict[str, torch.Tensor], int, int]:
@@ -203,20 +203,7 @@ def test_recomputation_that_changes_nothing_is_not_compiled() -> None:
     assert set(summary["alternatives"]) == {"default", "budget_0.5"}
 
 
-def _trial(name: str, peak: int, runtime: float, fell_back: bool = False) -> Trial:
-    report = dynamo_modelopt.GraphReport(
-        graph_kind="forward",
-        num_nodes=1,
-        inductor_peak_bytes=peak,
-        planned_peak_bytes=peak,
-        lower_bound_bytes=0,
-        solver="x",
-        status="fallback" if fell_back else "optimal",
-        solve_seconds=0.0,
-        emitted_peak_bytes=peak,
-        details={"estimated_runtime": runtime},
-    )
-    return Trial(Candidate(name), compiled=lambda: None, reports=[report])
+_trial = make_trial
 
 
 def test_choose_takes_the_lowest_peak_within_the_runtime_budget() -> None:
