@@ -19,7 +19,6 @@ frees before the step's first allocation (the last step's gradients dropped by
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from .measure import step_peak_bytes
 from .report import GraphReport, get_reports
+from .timing import call_seconds
 
 MIB = 1 << 20
 # output gradients worth a hint: this share of the step's peak, and at least this many bytes
@@ -123,17 +123,8 @@ class StepReport:
         return self.summary()
 
 
-def _median_seconds(step: Callable[[], Any], repeats: int, cuda: bool) -> float:
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _median_seconds(step: Callable[[], Any], repeats: int, device: torch.device | str) -> float:
+    return statistics.median(call_seconds(step, device) for _ in range(repeats))
 
 
 def settings_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
@@ -184,12 +175,11 @@ def measure_step(
     The predicted peak of a step is the highest of its graphs' (they run one after another).
     """
     reports = list(get_reports() if reports is None else reports)
-    cuda = torch.device(device).type == "cuda"
     measured = step_peak_bytes(step, device)
     planned = [r for r in reports if r.emitted_peak_bytes is not None]
     top = peak_report(reports)
-    seconds = _median_seconds(step, repeats, cuda)
-    baseline_seconds = _median_seconds(baseline, repeats, cuda) if baseline else None
+    seconds = _median_seconds(step, repeats, device)
+    baseline_seconds = _median_seconds(baseline, repeats, device) if baseline else None
     return StepReport(
         device=str(torch.device(device)),
         measured_peak_bytes=measured,

@@ -168,23 +168,25 @@ def step_of(compiled: Callable[..., Any], example_inputs: Sequence[Any]) -> Call
     return step
 
 
+def call_seconds(call: Callable[[], Any], device: torch.device | str = "cpu") -> float:
+    """Wall seconds of one call; on CUDA from a synchronized start to a synchronized end, so
+    the kernels it queued are counted."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    call()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def time_steps(steps: Sequence[Callable[[], None]], rounds: int, device: torch.device) -> Timing:
     """Run each step once to warm up, then `rounds` rounds of one timed run of each, each
     round starting one step later. A step that raises in its warm-up is left out (NaN) with
     the error in `failed`."""
-    cuda = device.type == "cuda"
-
-    def timed(step: Callable[[], None]) -> float:
-        if cuda:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
     failed: dict[int, str] = {}
-    rng_devices = [device] if cuda else []
+    rng_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices, device_type=device.type):
         for index, step in enumerate(steps):
             try:
@@ -198,7 +200,7 @@ def time_steps(steps: Sequence[Callable[[], None]], rounds: int, device: torch.d
             # count (the paired bench rotates the same way)
             for i in _rotated(range(len(steps)), round_index):
                 if i not in failed:
-                    seconds[i] = timed(steps[i])
+                    seconds[i] = call_seconds(steps[i], device)
             table.append(seconds)
         return Timing(table, failed)
 
