@@ -228,7 +228,9 @@ def problem_from_scheduler(
     `inputs_not_owned` are inputs that are views of memory the graph never frees (a backward's
     saved views of parameters): they are left out. `saved` gives a backward the storage behind
     each saved tensor (see `saved_storages`): inputs are sized by it, views of one storage
-    alias each other, and copies Inductor's estimate skips are live throughout.
+    alias each other, and copies Inductor's estimate skips (a parameter re-laid out for a
+    convolution, saved under the parameter's name) are freed after their last reader, as the
+    wrapper's `del` of the input does (AOTAutograd hands the backward the only reference).
 
     For a backward (`saved` given), also the gradients of the forward's outputs (`tangents_*`,
     allocated before the backward and freed after their last use), which Inductor's estimate
@@ -302,7 +304,9 @@ def problem_from_scheduler(
                 size=storage.nbytes,
                 producer=None,
                 consumers=_names(readers),
-                live_to_end=True,  # freed with the backward's saved tensors, not inside it
+                # Inductor counts `primals_*` as never freed, but this one is a copy that the
+                # wrapper's `del` after its last reader frees, unless the caller holds it too
+                live_to_end=storage.held_by_caller or not readers,
                 placed=False,
                 alignment=ALLOCATION_ALIGNMENT,
             )

@@ -304,8 +304,9 @@ def _accumulated_in_place() -> int:
 # Before code generation the peak of the code is known only roughly: in-place and size-keyed
 # reuse are decided by codegen and Inductor's allocation pass after the order is fixed. A
 # planned order is taken only where its predicted gain is larger than that error: on GPT-2's
-# backward (4 layers) a predicted gain of 0.01% turned into a 0.24% loss once emitted.
-ORDER_GAIN_MARGIN = 0.01
+# backward (4 layers) a predicted gain of 0.01% turned into a 0.24% loss once emitted, and on
+# GoogLeNet's (batch 8, CPU) a predicted gain of 1.6% measured as a 3.8% loss.
+ORDER_GAIN_MARGIN = 0.03
 
 
 def _better(code_peaks: dict[str, int]) -> bool:
