@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..planner.graph import fold_aliases
 from ..planner.problem import Operation, Problem, Tensor
 from .workspace import extern_workspace_bytes
 
@@ -171,6 +172,41 @@ def caller_held_storages(graph_outputs: Sequence[Any], positions: range | None) 
         if found is not None and found[0] not in V.graph.graph_inputs:
             held[found[0]] = found[1]
     return held
+
+
+def gradient_layout_copy_bytes(graph_outputs: Sequence[Any]) -> int:
+    """Bytes of the largest backward output that autograd will copy once more on its way into
+    `.grad`: a gradient in another layout than its parameter's (a channels-last weight gradient
+    under layout optimization; parameters are contiguous). `AccumulateGrad` then allocates a
+    copy in the parameter's layout while every gradient is still held, one parameter at a time
+    (where `.grad` was None; an existing `.grad` is added to in place). 0 if none."""
+    from torch._inductor.utils import get_dtype_size
+
+    largest = 0
+    for output in graph_outputs:
+        try:
+            sizes = [_size_hint(n) for n in output.get_size()]
+            strides = [_size_hint(n) for n in output.get_stride()]
+            nbytes = _size_hint(output.get_numel()) * get_dtype_size(output.get_dtype())
+        except Exception:  # None gradients, constants: nothing autograd copies
+            continue
+        if not _is_contiguous(sizes, strides):
+            largest = max(largest, nbytes)
+    return largest
+
+
+def _is_contiguous(sizes: Sequence[int], strides: Sequence[int]) -> bool:
+    expected = 1
+    for size, stride in reversed(list(zip(sizes, strides, strict=True))):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def end_of_graph_bytes(problem: Problem) -> int:
+    """Bytes still allocated when the graph returns: its outputs and what stays live with them."""
+    return sum(t.size for t in fold_aliases(problem).tensors if t.live_to_end)
 
 
 def saved_storages(

@@ -241,3 +241,37 @@ def test_weight_copies_are_freed_after_their_last_reader() -> None:
     reports = dynamo_modelopt.get_reports()
     predicted = max(r.emitted_peak_bytes for r in reports)
     assert predicted <= measured <= predicted + 64, (measured, predicted)
+
+
+class LinearThenWideConv(torch.nn.Module):
+    """Large weights, small activations: the step peaks once the backward has returned every
+    gradient, when autograd copies the convolution's channels-last weight gradient into its
+    parameter's (contiguous) layout. The linear layer's gradient, computed last, is not held
+    at the convolution's own step in the graph, so the graph's peak is lower."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(256, 1024)
+        self.second = torch.nn.Conv2d(64, 512, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.first(x)).view(-1, 64, 4, 4)
+        return self.second(x).square().mean()
+
+
+def test_gradient_layout_copy_after_the_backward_is_counted() -> None:
+    torch.manual_seed(0)
+    model = LinearThenWideConv()
+    inputs = (torch.randn(1, 256),)
+    with torch._inductor.config.patch(force_layout_optimization=True):
+        compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
+        step = step_for(model, compiled, inputs, "training")
+        step()
+    for p in model.parameters():
+        p.grad = None
+    measured = kineto_peak_bytes(step)
+    backward = next(r for r in dynamo_modelopt.get_reports() if r.graph_kind == "backward")
+    copy = backward.details["gradient_layout_copy"]
+    assert copy["bytes"] == model.second.weight.numel() * 4  # the largest weight's gradient
+    assert backward.emitted_peak_bytes == copy["peak_after_graph_bytes"]
+    assert copy["peak_after_graph_bytes"] <= measured <= copy["peak_after_graph_bytes"] + 64
