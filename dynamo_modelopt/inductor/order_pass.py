@@ -279,8 +279,14 @@ def _count_gradient_layout_copy(report: GraphReport, emitted: Any) -> None:
         return
     after = end_of_graph_bytes(emitted) + copy
     report.details["gradient_layout_copy"] = {"bytes": copy, "peak_after_graph_bytes": after}
-    if report.emitted_peak_bytes is not None:
-        report.emitted_peak_bytes = max(report.emitted_peak_bytes, after)
+    if report.emitted_peak_bytes is not None and after > report.emitted_peak_bytes:
+        report.emitted_peak_bytes = after
+        report.details["peak"] = {
+            "step": len(emitted.op_names),
+            "operation": "after the backward (a gradient copied into its parameter's layout)",
+            "bytes": after,
+            "largest_live": [("gradient layout copy", copy)],
+        }
 
 
 def _extra_if_outputs_held(emitted: Any, order: list[str]) -> list[int]:

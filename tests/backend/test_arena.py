@@ -274,4 +274,5 @@ def test_gradient_layout_copy_after_the_backward_is_counted() -> None:
     copy = backward.details["gradient_layout_copy"]
     assert copy["bytes"] == model.second.weight.numel() * 4  # the largest weight's gradient
     assert backward.emitted_peak_bytes == copy["peak_after_graph_bytes"]
+    assert backward.details["peak"]["operation"].startswith("after the backward")
     assert copy["peak_after_graph_bytes"] <= measured <= copy["peak_after_graph_bytes"] + 64
