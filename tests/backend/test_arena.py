@@ -225,19 +225,26 @@ class LateWideConv(torch.nn.Module):
         return torch.nn.functional.cross_entropy(self.fc(x), y)
 
 
-def test_weight_copies_are_freed_after_their_last_reader() -> None:
-    """The backward frees a saved copy of a parameter as soon as it is done with it (the
-    wrapper's `del`): counted live to the end, the predicted peak was the copy too high."""
-    torch.manual_seed(0)
-    model = LateWideConv()
-    inputs = (torch.randn(8, 3, 64, 64), torch.randint(0, 10, (8,)))
+def _measured_step_with_layout_optimization(
+    model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]
+) -> int:
+    """Kineto peak of one training step compiled with layout optimization forced on."""
     with torch._inductor.config.patch(force_layout_optimization=True):
         compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
         step = step_for(model, compiled, inputs, "training")
         step()
     for p in model.parameters():
         p.grad = None
-    measured = kineto_peak_bytes(step)
+    return kineto_peak_bytes(step)
+
+
+def test_weight_copies_are_freed_after_their_last_reader() -> None:
+    """The backward frees a saved copy of a parameter as soon as it is done with it (the
+    wrapper's `del`): counted live to the end, the predicted peak was the copy too high."""
+    torch.manual_seed(0)
+    model = LateWideConv()
+    inputs = (torch.randn(8, 3, 64, 64), torch.randint(0, 10, (8,)))
+    measured = _measured_step_with_layout_optimization(model, inputs)
     reports = dynamo_modelopt.get_reports()
     predicted = max(r.emitted_peak_bytes for r in reports)
     assert predicted <= measured <= predicted + 64, (measured, predicted)
@@ -263,13 +270,7 @@ def test_gradient_layout_copy_after_the_backward_is_counted() -> None:
     torch.manual_seed(0)
     model = LinearThenWideConv()
     inputs = (torch.randn(1, 256),)
-    with torch._inductor.config.patch(force_layout_optimization=True):
-        compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
-        step = step_for(model, compiled, inputs, "training")
-        step()
-    for p in model.parameters():
-        p.grad = None
-    measured = kineto_peak_bytes(step)
+    measured = _measured_step_with_layout_optimization(model, inputs)
     backward = next(r for r in dynamo_modelopt.get_reports() if r.graph_kind == "backward")
     copy = backward.details["gradient_layout_copy"]
     assert copy["bytes"] == model.second.weight.numel() * 4  # the largest weight's gradient
