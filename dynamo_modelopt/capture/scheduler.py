@@ -67,9 +67,13 @@ def _size_hint(expr: Any) -> int:
 
 
 def _buffer_bytes(buf: SchedulerBuffer) -> int:
+    return _node_bytes(buf.node)
+
+
+def _node_bytes(node: Any) -> int:
+    """Bytes of the elements of an IR node (buffer or graph output)."""
     from torch._inductor.utils import get_dtype_size
 
-    node = buf.node
     return _size_hint(node.get_numel()) * get_dtype_size(node.get_dtype())
 
 
@@ -180,28 +184,19 @@ def gradient_layout_copy_bytes(graph_outputs: Sequence[Any]) -> int:
     under layout optimization; parameters are contiguous). `AccumulateGrad` then allocates a
     copy in the parameter's layout while every gradient is still held, one parameter at a time
     (where `.grad` was None; an existing `.grad` is added to in place). 0 if none."""
-    from torch._inductor.utils import get_dtype_size
+    from torch._inductor.ir import is_contiguous_strides_for_shape
 
     largest = 0
     for output in graph_outputs:
         try:
             sizes = [_size_hint(n) for n in output.get_size()]
             strides = [_size_hint(n) for n in output.get_stride()]
-            nbytes = _size_hint(output.get_numel()) * get_dtype_size(output.get_dtype())
+            nbytes = _node_bytes(output)
         except Exception:  # None gradients, constants: nothing autograd copies
             continue
-        if not _is_contiguous(sizes, strides):
+        if not is_contiguous_strides_for_shape(strides, sizes):
             largest = max(largest, nbytes)
     return largest
-
-
-def _is_contiguous(sizes: Sequence[int], strides: Sequence[int]) -> bool:
-    expected = 1
-    for size, stride in reversed(list(zip(sizes, strides, strict=True))):
-        if size > 1 and stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def end_of_graph_bytes(problem: Problem) -> int:
