@@ -114,8 +114,8 @@ def modelopt_backend(
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
 
-    def time_now(some: Sequence[Trial]) -> str | None:
-        return time_trials(some, example_inputs, config.timing_rounds)
+    def time_now(some: Sequence[Trial], budget: float | None = None) -> str | None:
+        return time_trials(some, example_inputs, config.timing_rounds, budget)
 
     not_timed: str | None = None
     with keeping_kernels():
@@ -133,7 +133,7 @@ def modelopt_backend(
                 log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
         if len(trials) > 1:
             retime_trials(trials)
-            not_timed = time_now(trials)
+            not_timed = time_now(trials, config.max_recompute_overhead)
             if not_timed is not None:
                 log.info("modelopt: candidates not run at compile time: %s", not_timed)
     chosen = choose(trials, config.max_recompute_overhead)

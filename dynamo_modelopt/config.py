@@ -55,7 +55,10 @@ class ModeloptConfig:
         training) this many times in turns at compile time, on private copies of the inputs,
         and compare run times by the measured ratio to the defaults instead of the estimates
         (which miss what a setting costs outside the kernels they price; see `timing.py`).
-        Skipped where the device lacks the memory to run the candidates; 0 turns it off.
+        A candidate whose rounds leave open whether it is within `max_recompute_overhead`,
+        and that would be chosen if it were, is run again beside the defaults (up to three
+        times as many rounds). Skipped where the device lacks the memory to run the
+        candidates; 0 turns it off.
     accumulate_in_place: add a matrix product into a full-size addend that dies there
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see

@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,9 @@ class Trial:
     measured_ratio: float | None = None
     # the upper quartile of those ratios: what the run-time budget is checked against
     measured_ratio_high: float | None = None
+    # the per-round seconds and ratios those are read from (`record_rounds`)
+    measured_rounds: list[float] = field(default_factory=list)
+    measured_ratios: list[float] = field(default_factory=list)
     # why running it at compile time failed; such a trial is never chosen
     run_error: str | None = None
 
@@ -94,6 +98,17 @@ class Trial:
     @property
     def estimated_runtime(self) -> float:
         return sum(float(r.details.get("estimated_runtime", 0.0)) for r in self.reports)
+
+    def record_rounds(self, seconds: Sequence[float], ratios: Sequence[float]) -> None:
+        """Add rounds' seconds and ratios to the defaults in the same rounds, and read the
+        medians and the ratios' upper quartile again."""
+        from .timing import UPPER_QUANTILE, quantile_of
+
+        self.measured_rounds.extend(seconds)
+        self.measured_ratios.extend(ratios)
+        self.measured_seconds = statistics.median(self.measured_rounds)
+        self.measured_ratio = quantile_of(self.measured_ratios, 0.5)
+        self.measured_ratio_high = quantile_of(self.measured_ratios, UPPER_QUANTILE)
 
     @property
     def fell_back(self) -> bool:
@@ -243,11 +258,22 @@ def prepare(
                 partitioner.budget_seconds = budget
 
 
-def time_trials(trials: Sequence[Trial], example_inputs: Sequence[Any], rounds: int) -> str | None:
+def time_trials(
+    trials: Sequence[Trial],
+    example_inputs: Sequence[Any],
+    rounds: int,
+    max_recompute_overhead: float | None = None,
+) -> str | None:
     """Run the usable trials side by side at compile time (`timing.py`) and set their measured
     seconds and ratio to the first (the defaults); a trial that fails to run gets `run_error`.
-    Returns why nothing was measured, or None."""
-    from .timing import UPPER_QUANTILE, device_of, step_of, time_steps, why_not_timed
+    Returns why nothing was measured, or None.
+
+    With `max_recompute_overhead`, trials whose rounds leave it open whether they are within
+    that budget, and which would be chosen if they were (`contested`), are run again beside the
+    defaults, `rounds` more rounds at a time, up to `MAX_ROUND_BATCHES` batches in all: on this
+    2-core VM, GoogLeNet's layout choice measured +5.1% over seven rounds at compile time and
+    +1.5% over fifteen in the paired bench."""
+    from .timing import device_of, step_of, why_not_timed
 
     usable = [t for t in trials if t.usable]
     if len(usable) < 2:
@@ -255,21 +281,66 @@ def time_trials(trials: Sequence[Trial], example_inputs: Sequence[Any], rounds: 
     reason = why_not_timed(example_inputs, max(t.predicted_peak_bytes for t in usable), rounds)
     if reason is not None:
         return reason
-    steps = [step_of(t.compiled, example_inputs) for t in usable]
-    timing = time_steps(steps, rounds, device_of(example_inputs))
+    steps = {id(t): step_of(t.compiled, example_inputs) for t in usable}
+    reason = _time_rounds(usable, steps, rounds, device_of(example_inputs))
+    if reason is not None or max_recompute_overhead is None:
+        return reason
+    for _ in range(MAX_ROUND_BATCHES - 1):
+        again = contested(usable, max_recompute_overhead)
+        if not again:
+            break
+        log.info(
+            "modelopt: timing %s again: within the run-time budget in some rounds only",
+            ", ".join(t.candidate.name for t in again),
+        )
+        _time_rounds([usable[0], *again], steps, rounds, device_of(example_inputs))
+    return None
+
+
+# batches of rounds a contested trial may be timed in (the first included)
+MAX_ROUND_BATCHES = 3
+
+
+def _time_rounds(
+    trials: Sequence[Trial],
+    steps: dict[int, Callable[[], None]],
+    rounds: int,
+    device: torch.device,
+) -> str | None:
+    """One batch of rounds of `trials` (the defaults first); adds their ratios."""
+    from .timing import time_steps
+
+    timing = time_steps([steps[id(t)] for t in trials], rounds, device)
     if 0 in timing.failed:
         return f"the defaults failed to run: {timing.failed[0]}"
-    for index, trial in enumerate(usable):
+    for index, trial in enumerate(trials):
         if index in timing.failed:
             trial.run_error = timing.failed[index]
             log.info(
                 "modelopt: candidate %s failed to run: %s", trial.candidate.name, trial.run_error
             )
             continue
-        trial.measured_seconds = timing.median_seconds(index)
-        trial.measured_ratio = timing.ratio_to_first(index)
-        trial.measured_ratio_high = timing.ratio_to_first(index, UPPER_QUANTILE)
+        trial.record_rounds([r[index] for r in timing.rounds], timing.ratios_to_first(index))
     return None
+
+
+def contested(trials: Sequence[Trial], max_recompute_overhead: float) -> list[Trial]:
+    """Measured trials that would replace the current choice if within the run-time budget,
+    and whose rounds leave that open: the budget lies between their lower and upper
+    quartile."""
+    from .timing import UPPER_QUANTILE, quantile_of
+
+    chosen = choose(trials, max_recompute_overhead)
+    limit = 1.0 + max_recompute_overhead
+    found = []
+    for trial in trials[1:]:
+        if not (trial.usable and trial.measured_ratios):
+            continue
+        low = quantile_of(trial.measured_ratios, 1.0 - UPPER_QUANTILE)
+        high = quantile_of(trial.measured_ratios, UPPER_QUANTILE)
+        if trial.predicted_peak_bytes < chosen.predicted_peak_bytes and low <= limit < high:
+            found.append(trial)
+    return found
 
 
 def retime_trials(trials: Sequence[Trial]) -> None:

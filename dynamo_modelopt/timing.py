@@ -56,14 +56,22 @@ class Timing:
     def median_seconds(self, index: int) -> float:
         return statistics.median(r[index] for r in self.rounds)
 
+    def ratios_to_first(self, index: int) -> list[float]:
+        """This callable's time over the first's in the same round, per round."""
+        return [r[index] / r[0] for r in self.rounds]
+
     def ratio_to_first(self, index: int, quantile: float = 0.5) -> float:
-        """This callable's time over the first's in the same round: the median over rounds,
-        or another quantile of them (linear between the two nearest rounds)."""
-        ratios = sorted(r[index] / r[0] for r in self.rounds)
-        position = quantile * (len(ratios) - 1)
-        below = math.floor(position)
-        above = min(below + 1, len(ratios) - 1)
-        return ratios[below] + (ratios[above] - ratios[below]) * (position - below)
+        """The median of `ratios_to_first` over rounds, or another quantile of them."""
+        return quantile_of(self.ratios_to_first(index), quantile)
+
+
+def quantile_of(values: Sequence[float], quantile: float) -> float:
+    """The `quantile` of `values`, linear between the two nearest."""
+    ordered = sorted(values)
+    position = quantile * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def _is_fake(value: Any) -> bool:

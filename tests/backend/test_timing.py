@@ -78,6 +78,45 @@ def test_a_candidate_that_fails_to_run_is_never_chosen() -> None:
     assert "boom" in summary["alternatives"]["lower"]["run_error"]
 
 
+def test_a_contested_candidate_is_timed_again_until_its_rounds_settle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "lower" was within the 5% budget in some rounds only: it is run again beside the
+    defaults, and its later rounds decide; "higher" (as open, but no lower peak than the
+    defaults') and "slow" (over budget in every round) are not run again."""
+    default = _trial("default", 100, 1.0)
+    lower, higher, slow = (
+        _trial("lower", 50, 1.0),
+        _trial("higher", 120, 1.0),
+        _trial("slow", 40, 1.0),
+    )
+    first = {"lower": [1.0, 1.1, 1.02, 1.09], "higher": [1.02, 1.08, 1.0, 1.1], "slow": [1.3] * 4}
+    timed: list[list[int]] = []
+
+    def scripted(steps: list[Any], rounds: int, device: torch.device) -> timing.Timing:
+        timed.append([len(steps), rounds])
+        if len(timed) == 1:
+            columns = [[1.0] * 4, first["lower"], first["higher"], first["slow"]]
+        else:
+            columns = [[1.0] * 4, [1.01] * 4]
+        return timing.Timing([list(r) for r in zip(*columns, strict=True)])
+
+    monkeypatch.setattr(timing, "time_steps", scripted)
+    trials = [default, lower, higher, slow]
+    assert time_trials(trials, [torch.randn(2)], rounds=4, max_recompute_overhead=0.05) is None
+    assert timed == [[4, 4], [2, 4]]  # the defaults and "lower" only, once more
+    assert len(lower.measured_ratios) == 8 and len(higher.measured_ratios) == 4
+    assert lower.measured_ratio_high is not None and lower.measured_ratio_high <= 1.05
+    assert choose(trials, 0.05) is lower
+    # without the budget, one batch of rounds only
+    for trial in trials:
+        trial.measured_ratios, trial.measured_rounds = [], []
+    timed.clear()
+    assert time_trials(trials, [torch.randn(2)], rounds=4) is None
+    assert timed == [[4, 4]]
+    assert choose(trials, 0.05) is default
+
+
 def test_choice_reads_the_measured_ratio_where_both_were_run() -> None:
     default = _trial("default", 100, 1.0)
     estimated_fast = _trial("a", 80, 1.0)  # estimated free, measured 8% slower
