@@ -458,6 +458,7 @@ def summarize(
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,
                 "measured_ratio_high": t.measured_ratio_high,
+                "timed_rounds": len(t.measured_ratios),
                 "fell_back": t.fell_back,
                 "run_error": t.run_error,
             }

@@ -108,6 +108,8 @@ def test_a_contested_candidate_is_timed_again_until_its_rounds_settle(
     assert len(lower.measured_ratios) == 8 and len(higher.measured_ratios) == 4
     assert lower.measured_ratio_high is not None and lower.measured_ratio_high <= 1.05
     assert choose(trials, 0.05) is lower
+    summary = summarize(lower, trials, 0.05)["alternatives"]
+    assert [summary[n]["timed_rounds"] for n in ("lower", "higher", "slow")] == [8, 4, 4]
     # without the budget, one batch of rounds only
     for trial in trials:
         trial.measured_ratios, trial.measured_rounds = [], []
