@@ -277,3 +277,40 @@ def test_gradient_layout_copy_after_the_backward_is_counted() -> None:
     assert backward.emitted_peak_bytes == copy["peak_after_graph_bytes"]
     assert backward.details["peak"]["operation"].startswith("after the backward")
     assert copy["peak_after_graph_bytes"] <= measured <= copy["peak_after_graph_bytes"] + 64
+
+
+class WideActivation(torch.nn.Module):
+    """One wide activation saved for the backward, whose first fused kernel reads it last: with
+    buffer donation it writes the activation's gradient over it (the partitioner saves the
+    linear layer's output: `buf0 = addmm; del addmm  # reuse`), without it allocates a second
+    buffer of that size, at the step's peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 1024)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(x)).sin().sum()
+
+
+@pytest.mark.parametrize("donated", [True, False])
+def test_buffer_donation_is_counted_as_the_code_does_it(donated: bool) -> None:
+    """Inductor's donation of saved activations (functorch's `donated_buffer`) is kept under
+    our arenas, and the step's predicted peak follows it both ways."""
+    torch.manual_seed(0)
+    model, inputs = WideActivation(), (torch.randn(512, 64),)
+    activation = 512 * 1024 * 4
+    with torch._functorch.config.patch(donated_buffer=donated):
+        compiled = torch.compile(model, backend="modelopt", options=ARENA_ON)
+        step = step_for(model, compiled, inputs, "training")
+        _, (_, backward_code) = run_and_get_code(step)
+    for p in model.parameters():
+        p.grad = None
+    measured = kineto_peak_bytes(step)
+    predicted = max(r.emitted_peak_bytes for r in dynamo_modelopt.get_reports())
+    assert predicted <= measured <= predicted + 64, (measured, predicted)
+    # a saved input (not a buffer of the backward's own) taken over by a kernel's output
+    reuses_saved = re.search(r"= (?!buf)(\w+); del \1  # reuse", backward_code) is not None
+    assert reuses_saved is donated
+    # the saved activation and the x-sized inputs; without donation, its gradient beside it
+    assert (2 * activation <= predicted) is not donated, (predicted, activation)
