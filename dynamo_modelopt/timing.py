@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,16 +52,9 @@ class Timing:
     rounds: list[list[float]]
     failed: dict[int, str] = field(default_factory=dict)
 
-    def median_seconds(self, index: int) -> float:
-        return statistics.median(r[index] for r in self.rounds)
-
     def ratios_to_first(self, index: int) -> list[float]:
         """This callable's time over the first's in the same round, per round."""
         return [r[index] / r[0] for r in self.rounds]
-
-    def ratio_to_first(self, index: int, quantile: float = 0.5) -> float:
-        """The median of `ratios_to_first` over rounds, or another quantile of them."""
-        return quantile_of(self.ratios_to_first(index), quantile)
 
 
 def quantile_of(values: Sequence[float], quantile: float) -> float:

@@ -56,10 +56,11 @@ def test_rounds_rotate_and_ratios_are_read_per_round() -> None:
     warm_up, rounds = ["a", "b", "c"], ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert calls == [*warm_up, *rounds]
     table = timing.Timing([[1.0, 1.1, 2.0], [2.0, 2.0, 4.0], [1.0, 1.3, 2.0]])
-    assert table.ratio_to_first(1) == pytest.approx(1.1)
-    assert table.ratio_to_first(1, 0.75) == pytest.approx(1.2)
-    assert table.ratio_to_first(1, 1.0) == pytest.approx(1.3)
-    assert table.ratio_to_first(2, 0.75) == pytest.approx(2.0)
+    assert table.ratios_to_first(1) == pytest.approx([1.1, 1.0, 1.3])
+    assert timing.quantile_of(table.ratios_to_first(1), 0.5) == pytest.approx(1.1)
+    assert timing.quantile_of(table.ratios_to_first(1), 0.75) == pytest.approx(1.2)
+    assert timing.quantile_of(table.ratios_to_first(1), 1.0) == pytest.approx(1.3)
+    assert timing.quantile_of(table.ratios_to_first(2), 0.75) == pytest.approx(2.0)
     assert len(result.rounds) == 3
 
 
