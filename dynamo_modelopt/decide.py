@@ -272,7 +272,8 @@ def time_trials(
     that budget, and which would be chosen if they were (`contested`), are run again beside the
     defaults, `rounds` more rounds at a time, up to `MAX_ROUND_BATCHES` batches in all: on this
     2-core VM, GoogLeNet's layout choice measured +5.1% over seven rounds at compile time and
-    +1.5% over fifteen in the paired bench."""
+    +1.5% against the defaults over fifteen turns in the paired bench
+    (`bench/results/step_times_paired_googlenet.md`)."""
     from .timing import device_of, step_of, why_not_timed
 
     usable = [t for t in trials if t.usable]
