@@ -115,7 +115,9 @@ def modelopt_backend(
     skipped: dict[str, str] = {}
 
     def time_now(some: Sequence[Trial], budget: float | None = None) -> str | None:
-        return time_trials(some, example_inputs, config.timing_rounds, budget)
+        return time_trials(
+            some, example_inputs, config.timing_rounds, budget, config.peak_tolerance
+        )
 
     not_timed: str | None = None
     with keeping_kernels():
@@ -136,8 +138,10 @@ def modelopt_backend(
             not_timed = time_now(trials, config.max_recompute_overhead)
             if not_timed is not None:
                 log.info("modelopt: candidates not run at compile time: %s", not_timed)
-    chosen = choose(trials, config.max_recompute_overhead)
-    settings = summarize(chosen, trials, config.max_recompute_overhead, skipped, not_timed)
+    chosen = choose(trials, config.max_recompute_overhead, config.peak_tolerance)
+    settings = summarize(
+        chosen, trials, config.max_recompute_overhead, skipped, not_timed, config.peak_tolerance
+    )
     for report in chosen.reports:
         report.details["settings"] = settings
         publish_report(report)

@@ -31,6 +31,9 @@ class ModeloptConfig:
         candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5",
         "planned_saves", "pointwise_cat", ...) forces it.
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
+    peak_tolerance: in "auto", candidates whose predicted peak is within this fraction of the
+        lowest one (within the run-time budget) count as equal, and the fastest of them is
+        taken (0.02 = 2%; 0 takes the lowest peak whatever its run time).
     activation_budgets: the activation memory budgets tried in training.
     plan_recomputation: in training, also try the planner's own choice of what to recompute
         ("planned_saves"): the lowest backward peak, step by step, within the run time the
@@ -77,6 +80,7 @@ class ModeloptConfig:
     strict: bool = False
     settings: str = "auto"
     max_recompute_overhead: float = 0.05
+    peak_tolerance: float = 0.02
     activation_budgets: tuple[float, ...] = (0.5,)
     plan_recomputation: bool = True
     recompute_mispredicted: bool = False
@@ -95,6 +99,8 @@ class ModeloptConfig:
             raise ValueError("modelopt: timing_rounds must be >= 0")
         if self.max_recompute_overhead < 0:
             raise ValueError("modelopt: max_recompute_overhead must be >= 0")
+        if self.peak_tolerance < 0:
+            raise ValueError("modelopt: peak_tolerance must be >= 0")
         if not all(0.0 < b <= 1.0 for b in self.activation_budgets):
             raise ValueError("modelopt: activation_budgets must lie in (0, 1]")
         try:

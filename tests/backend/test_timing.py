@@ -13,7 +13,15 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import dynamo_modelopt
 from dynamo_modelopt import timing
-from dynamo_modelopt.decide import Candidate, Trial, choose, prepare, summarize, time_trials
+from dynamo_modelopt.decide import (
+    Candidate,
+    Trial,
+    choose,
+    contested,
+    prepare,
+    summarize,
+    time_trials,
+)
 from dynamo_modelopt.inductor.saved_set import PlannedPartitioner
 
 from .models import make_case
@@ -118,6 +126,20 @@ def test_a_contested_candidate_is_timed_again_until_its_rounds_settle(
     assert time_trials(trials, [torch.randn(2)], rounds=4) is None
     assert timed == [[4, 4]]
     assert choose(trials, 0.05) is default
+
+
+def test_a_candidate_that_could_not_win_within_the_tolerance_is_not_contested() -> None:
+    """ "near" is open against the budget and 0.8% below "fast"'s peak: with a 2% tolerance
+    the faster "fast" would stay chosen even if "near" were within budget, so there is
+    nothing to time again; with none, "near" would win and is contested."""
+    default, fast, near = (
+        _trial(n, p, 1.0) for n, p in (("default", 1000), ("fast", 600), ("near", 595))
+    )
+    for trial, ratios in ((default, [1.0] * 4), (fast, [0.9] * 4), (near, [1.0, 1.1, 1.02, 1.09])):
+        trial.record_rounds([0.1] * 4, ratios)
+    trials = [default, fast, near]
+    assert contested(trials, 0.05, peak_tolerance=0.02) == []
+    assert contested(trials, 0.05, peak_tolerance=0.0) == [near]
 
 
 def test_choice_reads_the_measured_ratio_where_both_were_run() -> None:

@@ -222,6 +222,37 @@ def test_choose_keeps_the_defaults_on_a_tie_and_skips_fallbacks() -> None:
     assert choose(trials, 0.05).candidate.name == "default"
 
 
+def test_peaks_within_the_tolerance_go_to_the_fastest() -> None:
+    """MobileNet-v2's case: a peak 1% lower at +2% does not beat one at -13%; beyond the
+    tolerance, or with it at 0, the lowest peak wins again."""
+    default = _trial("default", 1000, 1.0)
+    slower_lowest = _trial("slower_lowest", 700, 1.0)
+    faster_near = _trial("faster_near", 710, 1.0)
+    for trial, ratio in ((default, 1.0), (slower_lowest, 1.02), (faster_near, 0.87)):
+        trial.measured_ratio = trial.measured_ratio_high = ratio
+    trials = [default, slower_lowest, faster_near]
+    assert choose(trials, 0.05, peak_tolerance=0.02) is faster_near
+    assert choose(trials, 0.05, peak_tolerance=0.0) is slower_lowest
+    assert choose(trials, 0.05, peak_tolerance=0.01) is slower_lowest  # 1.4% apart
+    summary = summarize(faster_near, trials, 0.05, peak_tolerance=0.02)
+    assert "fastest of those within 2%" in summary["why"]
+    # over the run-time budget, the fastest within the tolerance is not taken: it is not
+    # within budget at all
+    faster_near.measured_ratio_high = 1.08
+    assert choose(trials, 0.05, peak_tolerance=0.02) is slower_lowest
+    # without measurements the estimates rank them
+    for trial in trials:
+        trial.measured_ratio = trial.measured_ratio_high = None
+    estimated = [_trial("default", 1000, 1.0), _trial("a", 700, 1.04), _trial("b", 705, 1.01)]
+    assert choose(estimated, 0.05, peak_tolerance=0.02).candidate.name == "b"
+    # the defaults within the tolerance of the lowest and faster: the defaults stay; as fast:
+    # the lower peak
+    near_defaults = [_trial("default", 1000, 1.0), _trial("a", 990, 1.03)]
+    assert choose(near_defaults, 0.05, peak_tolerance=0.02).candidate.name == "default"
+    as_fast = [_trial("default", 1000, 1.0), _trial("a", 990, 1.0)]
+    assert choose(as_fast, 0.05, peak_tolerance=0.02).candidate.name == "a"
+
+
 def test_candidates_only_where_they_can_change_the_graph() -> None:
     assert [c.name for c in candidates(False, False, (0.5,))] == ["default"]
     assert [c.name for c in candidates(False, True, (0.5,))] == ["default", "no_layout_opt"]
