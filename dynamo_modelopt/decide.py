@@ -382,7 +382,8 @@ def choose(
     time. Fastest: the median measured ratio where all those trials were run, else the
     estimate. The tolerance is there because a percent of peak is worth less than a tenth of
     the step: MobileNet-v2 (batch 8, CPU) chose no_layout_opt+planned_saves, 30.10 MiB at
-    +1.6% over the defaults' step, where budget 0.5 gave 30.44 MiB at -13%.
+    +1.6% over the defaults' step, where budget 0.5 gave 30.44 MiB at -13% (one compile's
+    report, read by a script outside bench/).
 
     `assume_affordable`: count that trial within budget whatever its run time (`contested`
     asks whether it would be chosen if it were)."""
@@ -431,9 +432,12 @@ def _why(
                 f" ({chosen.predicted_peak_bytes / mib:.2f} MiB)"
             )
         names = ", ".join(t.candidate.name for t in lower)
+        slower = ""
+        if peak_tolerance > 0:
+            slower = f", or within {peak_tolerance:.0%} of the defaults' peak and slower"
         return (
             f"defaults kept: {names} predicted lower but over the{budget} run-time budget"
-            f" ({_runtime_basis(trials)}) or failed to compile or run"
+            f" ({_runtime_basis(trials)}){slower}, or failed to compile or run"
         )
     return (
         f"lowest predicted peak{near} within the{budget} run-time budget"

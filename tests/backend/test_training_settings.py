@@ -249,6 +249,10 @@ def test_peaks_within_the_tolerance_go_to_the_fastest() -> None:
     # the lower peak
     near_defaults = [_trial("default", 1000, 1.0), _trial("a", 990, 1.03)]
     assert choose(near_defaults, 0.05, peak_tolerance=0.02).candidate.name == "default"
+    assert (
+        "within 2% of the defaults' peak and slower"
+        in summarize(near_defaults[0], near_defaults, 0.05, peak_tolerance=0.02)["why"]
+    )
     as_fast = [_trial("default", 1000, 1.0), _trial("a", 990, 1.0)]
     assert choose(as_fast, 0.05, peak_tolerance=0.02).candidate.name == "a"
 
