@@ -32,8 +32,8 @@ class ModeloptConfig:
         "planned_saves", "pointwise_cat", ...) forces it.
     max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
     peak_tolerance: in "auto", candidates whose predicted peak is within this fraction of the
-        lowest one (within the run-time budget) count as equal, and the fastest of them is
-        taken (0.02 = 2%; 0 takes the lowest peak whatever its run time).
+        lowest one (within the run-time budget) compete on peak times run time (0.02 = 2%; 0
+        takes the lowest peak whatever its run time).
     activation_budgets: the activation memory budgets tried in training.
     plan_recomputation: in training, also try the planner's own choice of what to recompute
         ("planned_saves"): the lowest backward peak, step by step, within the run time the

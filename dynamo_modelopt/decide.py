@@ -7,8 +7,8 @@ with an activation memory budget of 0.5). So for each graph we compile a few can
 the backward eagerly too, plan each with our cost model (the one checked against the profiler),
 and keep the candidate with the lowest predicted peak whose estimated run time stays within
 `max_recompute_overhead` of Inductor's defaults; where several come within `peak_tolerance` of
-that lowest peak, the fastest of them. Ties go to the earlier candidate (the defaults come
-first), so without a predicted gain nothing changes.
+that lowest peak, the one with the least peak times run time. Ties go to the earlier candidate
+(the defaults come first), so without a predicted gain nothing changes.
 
 The run-time estimate on GPUs is Inductor's, or the time to issue the kernels where that is
 larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is each
@@ -375,15 +375,19 @@ def choose(
     assume_affordable: Trial | None = None,
 ) -> Trial:
     """The trial with the lowest predicted peak within the run-time budget; among those whose
-    peak is within `peak_tolerance` of that lowest one, the fastest; ties: the first.
+    peak is within `peak_tolerance` of that lowest one, the one with the least peak times run
+    time (so a higher peak must buy at least as large a share of the step); ties: the lower
+    peak, then the first.
 
     Within budget: the upper quartile of the per-round ratios to the defaults where both were
     run at compile time (within budget in three rounds of four), else the estimated run
-    time. Fastest: the median measured ratio where all those trials were run, else the
+    time. Run time: the median measured ratio where all those trials were run, else the
     estimate. The tolerance is there because a percent of peak is worth less than a tenth of
     the step: MobileNet-v2 (batch 8, CPU) chose no_layout_opt+planned_saves, 30.10 MiB at
     +1.6% over the defaults' step, where budget 0.5 gave 30.44 MiB at -13% (one compile's
-    report, read by a script outside bench/).
+    report, read by a script outside bench/). The product keeps noise from trading peak for
+    nothing: a plan 0.3% higher and 0.2% faster does not win (GPT-2 in the paired bench at
+    code 8946a78, where the faster one alone decided).
 
     `assume_affordable`: count that trial within budget whatever its run time (`contested`
     asks whether it would be chosen if it were)."""
@@ -403,14 +407,16 @@ def choose(
     within = [t for t in usable if affordable(t)]
     lowest = min(t.predicted_peak_bytes for t in within)
     near = [t for t in within if t.predicted_peak_bytes <= lowest * (1.0 + peak_tolerance)]
-    if all(t.measured_ratio is not None for t in near):
-        speed = {id(t): float(t.measured_ratio or 0.0) for t in near}
-    else:
-        speed = {id(t): t.estimated_runtime for t in near}
-    if peak_tolerance <= 0.0:
-        speed = {id(t): 0.0 for t in near}  # strict: the lowest peak, then the first
-    # the fastest, then the lowest peak, then the first (`min` keeps the first of equals)
-    return min(near, key=lambda t: (speed[id(t)], t.predicted_peak_bytes))
+    runtime = {id(t): 1.0 for t in near}  # strict (no tolerance): the lowest peak, the first
+    if peak_tolerance > 0.0 and all(t.measured_ratio is not None for t in near):
+        runtime = {id(t): float(t.measured_ratio or 0.0) for t in near}
+    elif peak_tolerance > 0.0 and all(t.estimated_runtime > 0 for t in near):
+        runtime = {id(t): t.estimated_runtime for t in near}
+    # `min` keeps the first of equals
+    return min(
+        near,
+        key=lambda t: (t.predicted_peak_bytes * runtime[id(t)], t.predicted_peak_bytes),
+    )
 
 
 def _why(
@@ -422,7 +428,9 @@ def _why(
 ) -> str:
     """One sentence on the choice, with the predicted peaks it was made on."""
     mib = 1 << 20
-    near = f" (the fastest of those within {peak_tolerance:.0%})" if peak_tolerance > 0 else ""
+    near = ""
+    if peak_tolerance > 0:
+        near = f" (of those within {peak_tolerance:.0%}, the least peak times run time)"
     budget = "" if max_recompute_overhead is None else f" +{max_recompute_overhead:.0%}"
     if default is None or chosen is default:
         lower = [t for t in trials if t.predicted_peak_bytes < chosen.predicted_peak_bytes]
@@ -434,7 +442,8 @@ def _why(
         names = ", ".join(t.candidate.name for t in lower)
         slower = ""
         if peak_tolerance > 0:
-            slower = f", or within {peak_tolerance:.0%} of the defaults' peak and slower"
+            slower = f", or within {peak_tolerance:.0%} of the defaults' peak and slower by more"
+            slower += " than they save"
         return (
             f"defaults kept: {names} predicted lower but over the{budget} run-time budget"
             f" ({_runtime_basis(trials)}){slower}, or failed to compile or run"
