@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from bench.step_times import _build
-from dynamo_modelopt.timing import quantile_of
+from dynamo_modelopt.timing import quantile_of, time_steps
 
 
 def _steps(row: str, settings: str) -> dict[str, Callable[[], None]]:
@@ -56,13 +56,11 @@ def main() -> None:
     settings = args.settings.split(",")
     steps = {(s, kind): step for s in settings for kind, step in _steps(args.row, s).items()}
     keys = list(steps)
-    seconds: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for repetition in range(args.repeats):
-        shift = repetition % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            begin = time.perf_counter()
-            steps[key]()
-            seconds[key].append(time.perf_counter() - begin)
+    # in turns, each round starting from another step (as modelopt times its candidates)
+    timing = time_steps(list(steps.values()), args.repeats, torch.device("cpu"))
+    if timing.failed:
+        raise RuntimeError(f"steps failed: {timing.failed}")
+    seconds = {key: [r[i] for r in timing.rounds] for i, key in enumerate(keys)}
     lines = [
         "# Compile-time timing against the real step (training, CPU)",
         "",

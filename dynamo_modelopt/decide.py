@@ -407,16 +407,18 @@ def choose(
     within = [t for t in usable if affordable(t)]
     lowest = min(t.predicted_peak_bytes for t in within)
     near = [t for t in within if t.predicted_peak_bytes <= lowest * (1.0 + peak_tolerance)]
-    runtime = {id(t): 1.0 for t in near}  # strict (no tolerance): the lowest peak, the first
-    if peak_tolerance > 0.0 and all(t.measured_ratio is not None for t in near):
-        runtime = {id(t): float(t.measured_ratio or 0.0) for t in near}
-    elif peak_tolerance > 0.0 and all(t.estimated_runtime > 0 for t in near):
-        runtime = {id(t): t.estimated_runtime for t in near}
+    measured = all(t.measured_ratio is not None for t in near)
+    estimated = all(t.estimated_runtime > 0 for t in near)
+
+    def runtime(trial: Trial) -> float:
+        if peak_tolerance <= 0.0:
+            return 1.0  # strict: the lowest peak, then the first
+        if measured and trial.measured_ratio is not None:
+            return trial.measured_ratio
+        return trial.estimated_runtime if estimated else 1.0
+
     # `min` keeps the first of equals
-    return min(
-        near,
-        key=lambda t: (t.predicted_peak_bytes * runtime[id(t)], t.predicted_peak_bytes),
-    )
+    return min(near, key=lambda t: (t.predicted_peak_bytes * runtime(t), t.predicted_peak_bytes))
 
 
 def _why(
