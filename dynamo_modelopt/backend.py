@@ -9,15 +9,19 @@ compiles a backward.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from . import decision_cache
 from .capture.workspace import keeping_kernels
 from .config import ModeloptConfig
 from .decide import (
+    Candidate,
     Trial,
     candidates,
     choose,
@@ -111,6 +115,17 @@ def modelopt_backend(
         options_to_try = forced
     if len(options_to_try) == 1 and options_to_try[0].name == "default":
         return compile_with(gm, example_inputs, {})
+    key = None
+    if config.decision_cache and len(options_to_try) > 1:
+        key = decision_cache.decision_key(
+            gm, example_inputs, config.cache_key(), torch.is_grad_enabled()
+        )
+        decided = decision_cache.load(key)
+        if decided is not None:
+            compiled = _compile_decided(decided, options_to_try, gm, example_inputs, compile_with)
+            if compiled is not None:
+                return compiled
+            decision_cache.forget(key)
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
 
@@ -145,4 +160,43 @@ def modelopt_backend(
     for report in chosen.reports:
         report.details["settings"] = settings
         publish_report(report)
+    if key is not None and chosen.usable:
+        plan = next((r.details.get("recompute_plan") for r in chosen.reports), None)
+        decision_cache.store(key, decision_cache.Decision(chosen.candidate.name, plan, settings))
     return chosen.compiled
+
+
+def _compile_decided(
+    decided: decision_cache.Decision,
+    options_to_try: Sequence[Candidate],
+    gm: torch.fx.GraphModule,
+    example_inputs: Sequence[Any],
+    compile_with: Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any]], Any],
+) -> Callable[..., Any] | None:
+    """Compile the candidate an earlier search of this graph chose, alone; None where it is not
+    on offer or no longer compiles as it did (the caller then searches again)."""
+    candidate = next((c for c in options_to_try if c.name == decided.chosen), None)
+    if candidate is None:
+        return None
+    partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
+    if isinstance(partitioner, saved_set.PlannedPartitioner):
+        if decided.recompute_plan is None:
+            return None
+        # a copy: the search that follows a failed replay must not replay
+        replaying = copy.copy(partitioner)
+        replaying.plans, replaying.replay = [], decided.recompute_plan
+        patches = {**candidate.inductor_patches, "custom_partitioner_fn": replaying}
+        candidate = dataclasses.replace(candidate, inductor_patches=patches)
+    try:
+        with keeping_kernels():
+            trial = compile_trial(candidate, gm, example_inputs, compile_with)
+    except Exception as exc:
+        log.info("modelopt: the cached choice %s did not compile again: %s", candidate.name, exc)
+        return None
+    if not trial.usable:
+        return None
+    settings = {**decided.settings, "from_decision_cache": True}
+    for report in trial.reports:
+        report.details["settings"] = settings
+        publish_report(report)
+    return trial.compiled

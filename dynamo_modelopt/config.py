@@ -66,6 +66,12 @@ class ModeloptConfig:
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see
         `inductor/accumulate.py`).
+    decision_cache: in "auto", remember the settings chosen for each graph on disk (keyed by
+        the graph, its inputs' shapes and layouts, these options, Inductor's and functorch's
+        settings, the versions and the machine), so a later compile of the same graph compiles
+        the chosen settings alone, replaying a recomputation plan rather than solving it again
+        (see `decision_cache.py`; directory: `$MODELOPT_CACHE_DIR`, else under Inductor's
+        cache directory). False searches every time.
     save_problems: a directory where each graph's planning problem and plan are written as
         JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
     """
@@ -89,6 +95,7 @@ class ModeloptConfig:
     measure_kernel_time: bool = True
     timing_rounds: int = 7
     accumulate_in_place: bool = True
+    decision_cache: bool = True
     save_problems: str | None = None
 
     def __post_init__(self) -> None:

@@ -88,7 +88,8 @@ class StepReport:
                 f" (step {self.peak_at.get('step')}); largest live MiB: {live}"
             )
         for s in self.settings:
-            lines.append(f"  settings: {s['chosen']}: {s.get('why', '')}")
+            remembered = " (chosen by an earlier compile)" if s.get("from_decision_cache") else ""
+            lines.append(f"  settings: {s['chosen']}{remembered}: {s.get('why', '')}")
         for plan in self.recompute_plans:
             names = plan.get("recompute", [])
             shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")

@@ -112,6 +112,10 @@ class NothingToRecompute(Exception):
     makes anyway, so compiling it is skipped (raised only with `skip_unchanged`)."""
 
 
+class ReplayMismatch(Exception):
+    """A recorded recomputation names a tensor this joint graph does not offer to recompute."""
+
+
 class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object):  # type: ignore[misc]
     """Inductor's `custom_partitioner_fn`: our recomputation plan, then the min-cut partition.
 
@@ -119,7 +123,9 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
     `skip_unchanged`: raise `NothingToRecompute` instead of returning Inductor's own partition
     (when this is one of several candidates, compiling it again would only cost time).
     `mispredicted`: see `recompute_closures`. `measure`: time compute-intensive operations
-    (`capture/runtime.py`) rather than price them by FLOPs.
+    (`capture/runtime.py`) rather than price them by FLOPs. `replay`: a plan an earlier compile
+    of the same graph made (its summary, as in `plans`; `decision_cache.py`): recompute exactly
+    its saved tensors instead of solving; `ReplayMismatch` where one is not on offer.
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         self.seed = seed
         self.threads = threads
         self.plans: list[dict[str, Any]] = []
+        self.replay: dict[str, Any] | None = None
 
     def __call__(
         self, gm: fx.GraphModule, joint_inputs: Sequence[object], **kwargs: Any
@@ -172,6 +179,9 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
                 gm.graph, node_info, saved, mispredicted=self.mispredicted
             )
 
+            if self.replay is not None:
+                return self._replayed(gm, joint_inputs, candidates, default, kwargs)
+
             def cost(node: fx.Node) -> float:
                 return node_seconds(node, self.measure)
 
@@ -195,6 +205,8 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             errors = validate_remat(problem, plan)
             if errors:
                 raise RuntimeError(f"recomputation plan rejected: {errors[0].message}")
+        except ReplayMismatch:
+            raise
         except Exception as exc:  # no plan: the partitioner's own choice, as under Inductor
             self.plans.append({"recompute": [], "status": f"failed: {exc}"})
             if self.skip_unchanged:
@@ -214,6 +226,31 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             if node.name in plan.recompute:
                 for op in rerun:
                     op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+        return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
+
+    def _replayed(
+        self,
+        gm: fx.GraphModule,
+        joint_inputs: Sequence[object],
+        candidates: dict[fx.Node, list[fx.Node]],
+        default: tuple[fx.GraphModule, fx.GraphModule],
+        kwargs: dict[str, Any],
+    ) -> tuple[fx.GraphModule, fx.GraphModule]:
+        from torch._functorch.partitioners import min_cut_rematerialization_partition
+        from torch.utils.checkpoint import CheckpointPolicy
+
+        assert self.replay is not None
+        names = list(self.replay.get("recompute") or [])
+        by_name = {node.name: rerun for node, rerun in candidates.items()}
+        missing = sorted(set(names) - set(by_name))
+        if missing:
+            raise ReplayMismatch(f"not recomputable in this graph: {', '.join(missing[:5])}")
+        self.plans.append({**self.replay, "replayed": True})
+        if not names:
+            return default
+        for name in names:
+            for op in by_name[name]:
+                op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
         return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
 
     def uuid(self) -> Any:

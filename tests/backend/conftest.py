@@ -1,6 +1,9 @@
-"""Every backend test starts from a fresh Dynamo cache and an empty report list."""
+"""Every backend test starts from a fresh Dynamo cache, an empty report list and an empty
+decision cache."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch._dynamo
@@ -9,6 +12,8 @@ import dynamo_modelopt
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo() -> None:
+def _fresh_dynamo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
+    # each test searches afresh: no decision stored by another test (or run) is reused
+    monkeypatch.setenv("MODELOPT_CACHE_DIR", str(tmp_path / "decisions"))
