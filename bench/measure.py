@@ -34,6 +34,9 @@ class BackendResult:
     reserved_bytes: int | None = None  # CUDA only: max_memory_reserved during the step
     step_ms: float | None = None
     compile_seconds: float | None = None
+    # modelopt: compile and first step again after a Dynamo reset, where the choice of settings
+    # comes from the decision cache (`dynamo_modelopt/decision_cache.py`): the next run's cost
+    recompile_seconds: float | None = None
     timeline: list[tuple[int, int]] = field(default_factory=list)
     reports: list[Any] = field(default_factory=list)
     notes: str = ""
@@ -187,6 +190,28 @@ def _measure_into(
     _measure_peak(result, step, settings.device)
     timings = [time_step_ms(step, module, settings.device) for _ in range(settings.repeats)]
     result.step_ms = statistics.median(timings)
+    if modelopt is not None:
+        try:
+            result.recompile_seconds = _recompile_seconds(module, inputs, mode, settings)
+        except Exception as error:  # the figures above stand without it
+            result.notes = f"modelopt recompile failed: {describe_error(error)}"
+
+
+def _recompile_seconds(
+    module: nn.Module, inputs: Sequence[torch.Tensor], mode: str, settings: MeasureSettings
+) -> float:
+    """Wall time of compiling `module` under modelopt again, first step included, as a later
+    run of the same script would (its choice of settings read from the decision cache)."""
+    torch._dynamo.reset()
+    step = make_step(compile_for(module, "modelopt", settings.modelopt_options), inputs, mode, None)
+    drop_grads(module)
+    begin = time.perf_counter()
+    step()
+    _synchronize(settings.device)
+    seconds = time.perf_counter() - begin
+    drop_grads(module)
+    torch._dynamo.reset()
+    return seconds
 
 
 def _measure_peak(result: BackendResult, step: Callable[[], None], device: torch.device) -> None:

@@ -120,6 +120,7 @@ def apply_backend_result(row: Row, result: BackendResult) -> None:
         setattr(row, f"{result.backend}_compile_seconds", result.compile_seconds)
     row.notes = _join(row.notes, result.notes)
     if result.backend == "modelopt":
+        row.modelopt_recompile_seconds = result.recompile_seconds
         apply_plan(row, result.reports, planned=False)
 
 
@@ -228,6 +229,10 @@ NOTES = [
     "gap = (planned - bound) / planned",
     "measured rows' bound/solver/status come from the reports of the measured compile",
     "ratios < 1: modelopt used less memory; geomean rows: over the rows with that ratio",
+    "compile s: wall time of the first step, compile included, caches of compiled graphs off; "
+    "modelopt recompile s: the same again after a Dynamo reset, in the same process, the "
+    "settings read from modelopt's decision cache (a later run of the script; each bench "
+    "process starts with an empty one)",
 ]
 
 

@@ -78,6 +78,30 @@ def test_inductor_row_is_measured_with_its_timeline() -> None:
     assert max(live for _, live in timelines["inductor"]) == row.inductor_peak_bytes
 
 
+def test_modelopt_row_times_a_recompile_that_reads_the_stored_choice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dynamo_modelopt.backend
+
+    monkeypatch.setenv("MODELOPT_CACHE_DIR", str(tmp_path))
+    compiled: list[str] = []
+    real = dynamo_modelopt.backend.compile_trial
+
+    def counting(candidate: object, *args: object, **kwargs: object) -> object:
+        compiled.append(candidate.name)  # type: ignore[attr-defined]
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(dynamo_modelopt.backend, "compile_trial", counting)
+    result = run_benchmark(
+        [Task(TINY_SPEC, "train", 2, "measured")], settings("modelopt"), progress=False
+    )
+    (row,) = result.rows
+    assert row.error == "" and row.modelopt_recompile_seconds is not None
+    searched = len(compiled) - 1
+    assert searched > 1  # a CNN in training has alternatives to search
+    assert compiled[-1] == row.settings  # the recompile built the chosen settings alone
+
+
 def test_fake_tensor_compile_computes_nothing() -> None:
     graphs: list[int] = []
 
