@@ -55,6 +55,7 @@ import torch
 
 from .inductor.saved_set import PlannedPartitioner
 from .report import GraphReport
+from .timing import measured_limit
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def prepare(
                 if time_now is not None and len(pair) == 2:
                     time_now(pair)
                     if trial.measured_ratio_high is not None:
-                        left = 1.0 + max_recompute_overhead - trial.measured_ratio_high
+                        left = measured_limit(max_recompute_overhead) - trial.measured_ratio_high
                         budget = min(budget, left * usable[0].estimated_runtime)
                 partitioner.budget_seconds = budget
 
@@ -336,7 +337,7 @@ def contested(
     from .timing import UPPER_QUANTILE, quantile_of
 
     chosen = choose(trials, max_recompute_overhead, peak_tolerance)
-    limit = 1.0 + max_recompute_overhead
+    limit = measured_limit(max_recompute_overhead)
     found = []
     for trial in trials[1:]:
         if trial is chosen or not (trial.usable and trial.measured_ratios):
@@ -399,7 +400,7 @@ def choose(
         if trial is baseline or trial is assume_affordable:
             return True
         if trial.measured_ratio_high is not None and baseline.measured_ratio is not None:
-            return trial.measured_ratio_high <= 1.0 + max_recompute_overhead
+            return trial.measured_ratio_high <= measured_limit(max_recompute_overhead)
         if baseline.estimated_runtime <= 0:
             return "budget" not in trial.candidate.name  # no estimate: take no recompute risk
         return trial.estimated_runtime <= budget
