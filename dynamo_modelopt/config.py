@@ -30,7 +30,8 @@ class ModeloptConfig:
         `decide.py`); "default" compiles Inductor's defaults only (fastest compile); a
         candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5",
         "planned_saves", "pointwise_cat", ...) forces it.
-    max_recompute_overhead: extra estimated run time allowed for a lower peak (0.05 = 5%).
+    max_recompute_overhead: extra run time allowed for a lower peak (0.05 = 5%); a ratio
+        measured at compile time must stay one point below it (`timing.REAL_STEP_MARGIN`).
     peak_tolerance: in "auto", candidates whose predicted peak is within this fraction of the
         lowest one (within the run-time budget) compete on peak times run time (0.02 = 2%; 0
         takes the lowest peak whatever its run time).

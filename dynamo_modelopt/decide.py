@@ -381,14 +381,14 @@ def choose(
     peak, then the first.
 
     Within budget: the upper quartile of the per-round ratios to the defaults where both were
-    run at compile time (within budget in three rounds of four), else the estimated run
-    time. Run time: the median measured ratio where all those trials were run, else the
-    estimate. The tolerance is there because a percent of peak is worth less than a tenth of
-    the step: MobileNet-v2 (batch 8, CPU) chose no_layout_opt+planned_saves, 30.10 MiB at
-    +1.6% over the defaults' step, where budget 0.5 gave 30.44 MiB at -13% (one compile's
-    report, read by a script outside bench/). The product keeps noise from trading peak for
-    nothing: a plan 0.3% higher and 0.2% faster does not win (GPT-2 in the paired bench at
-    code 8946a78, where the faster one alone decided).
+    run at compile time (within budget, less `timing.REAL_STEP_MARGIN`, in three rounds of
+    four), else the estimated run time. Run time: the median measured ratio where all those
+    trials were run, else the estimate. The tolerance is there because a percent of peak is
+    worth less than a tenth of the step: MobileNet-v2 (batch 8, CPU) chose
+    no_layout_opt+planned_saves, 30.10 MiB at +1.6% over the defaults' step, where budget 0.5
+    gave 30.44 MiB at -13% (one compile's report, read by a script outside bench/). The product
+    keeps noise from trading peak for nothing: a plan 0.3% higher and 0.2% faster does not win
+    (GPT-2 in the paired bench at code 8946a78, where the faster one alone decided).
 
     `assume_affordable`: count that trial within budget whatever its run time (`contested`
     asks whether it would be chosen if it were)."""
