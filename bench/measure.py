@@ -178,11 +178,8 @@ def _measure_into(
     optimizer = torch.optim.SGD(module.parameters(), lr=1e-3) if settings.sgd else None
     step = make_step(compiled, inputs, mode, optimizer)
 
-    drop_grads(module)
-    begin = time.perf_counter()
-    step()  # compiles (the forward, and the backward lazily inside loss.backward())
-    _synchronize(settings.device)
-    result.compile_seconds = time.perf_counter() - begin
+    # compiles (the forward, and the backward lazily inside loss.backward())
+    result.compile_seconds = _first_step_seconds(step, module, settings.device)
     if modelopt is not None:
         result.reports = modelopt.get_reports()
 
@@ -204,14 +201,19 @@ def _recompile_seconds(
     run of the same script would (its choice of settings read from the decision cache)."""
     torch._dynamo.reset()
     step = make_step(compile_for(module, "modelopt", settings.modelopt_options), inputs, mode, None)
-    drop_grads(module)
-    begin = time.perf_counter()
-    step()
-    _synchronize(settings.device)
-    seconds = time.perf_counter() - begin
+    seconds = _first_step_seconds(step, module, settings.device)
     drop_grads(module)
     torch._dynamo.reset()
     return seconds
+
+
+def _first_step_seconds(step: Callable[[], None], module: nn.Module, device: torch.device) -> float:
+    """Wall time of a freshly compiled step's first call: the compile, and the step."""
+    drop_grads(module)
+    begin = time.perf_counter()
+    step()
+    _synchronize(device)
+    return time.perf_counter() - begin
 
 
 def _measure_peak(result: BackendResult, step: Callable[[], None], device: torch.device) -> None:

@@ -157,9 +157,7 @@ def modelopt_backend(
     settings = summarize(
         chosen, trials, config.max_recompute_overhead, skipped, not_timed, config.peak_tolerance
     )
-    for report in chosen.reports:
-        report.details["settings"] = settings
-        publish_report(report)
+    _publish(chosen, settings)
     if key is not None and chosen.usable:
         plan = next((r.details.get("recompute_plan") for r in chosen.reports), None)
         decision_cache.store(key, decision_cache.Decision(chosen.candidate.name, plan, settings))
@@ -187,16 +185,19 @@ def _compile_decided(
         replaying.plans, replaying.replay = [], decided.recompute_plan
         patches = {**candidate.inductor_patches, "custom_partitioner_fn": replaying}
         candidate = dataclasses.replace(candidate, inductor_patches=patches)
-    try:
-        with keeping_kernels():
-            trial = compile_trial(candidate, gm, example_inputs, compile_with)
+    try:  # no kernels kept: nothing is retimed
+        trial = compile_trial(candidate, gm, example_inputs, compile_with)
     except Exception as exc:
         log.info("modelopt: the cached choice %s did not compile again: %s", candidate.name, exc)
         return None
     if not trial.usable:
         return None
-    settings = {**decided.settings, "from_decision_cache": True}
+    _publish(trial, {**decided.settings, "from_decision_cache": True})
+    return trial.compiled
+
+
+def _publish(trial: Trial, settings: dict[str, Any]) -> None:
+    """Make the compiled trial's reports public, each with the summary of the choice."""
     for report in trial.reports:
         report.details["settings"] = settings
         publish_report(report)
-    return trial.compiled

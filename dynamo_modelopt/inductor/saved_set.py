@@ -18,7 +18,7 @@ partitions again. Nothing chosen: exactly Inductor's partition.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from torch import fx
@@ -162,7 +162,6 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             classify_nodes,
             min_cut_rematerialization_partition,
         )
-        from torch.utils.checkpoint import CheckpointPolicy
 
         # The partitioner's own choice first: what it saves is the base of our problem, and
         # the answer when we recompute nothing more. It CSEs the joint graph in place, so our
@@ -222,11 +221,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             if self.skip_unchanged:
                 raise NothingToRecompute("nothing worth recomputing within the budget")
             return default
-        for node, rerun in candidates.items():
-            if node.name in plan.recompute:
-                for op in rerun:
-                    op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
-        return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
+        return _partition_recomputing(gm, joint_inputs, candidates, plan.recompute, kwargs)
 
     def _replayed(
         self,
@@ -236,25 +231,37 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         default: tuple[fx.GraphModule, fx.GraphModule],
         kwargs: dict[str, Any],
     ) -> tuple[fx.GraphModule, fx.GraphModule]:
-        from torch._functorch.partitioners import min_cut_rematerialization_partition
-        from torch.utils.checkpoint import CheckpointPolicy
-
         assert self.replay is not None
         names = list(self.replay.get("recompute") or [])
-        by_name = {node.name: rerun for node, rerun in candidates.items()}
-        missing = sorted(set(names) - set(by_name))
+        missing = sorted(set(names) - {node.name for node in candidates})
         if missing:
             raise ReplayMismatch(f"not recomputable in this graph: {', '.join(missing[:5])}")
         self.plans.append({**self.replay, "replayed": True})
         if not names:
             return default
-        for name in names:
-            for op in by_name[name]:
-                op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
-        return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
+        return _partition_recomputing(gm, joint_inputs, candidates, names, kwargs)
 
     def uuid(self) -> Any:
         return None  # its answer depends on the graph: never served from a cache
+
+
+def _partition_recomputing(
+    gm: fx.GraphModule,
+    joint_inputs: Sequence[object],
+    candidates: dict[fx.Node, list[fx.Node]],
+    names: Collection[str],
+    kwargs: dict[str, Any],
+) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """Mark the operations recomputing the saved tensors `names` MUST_RECOMPUTE and partition
+    again with the min-cut partitioner, which honours that policy."""
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    for node, rerun in candidates.items():
+        if node.name in names:
+            for op in rerun:
+                op.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+    return min_cut_rematerialization_partition(gm, joint_inputs, **kwargs)
 
 
 def _saved_inputs(backward: fx.GraphModule) -> list[fx.Node]:
