@@ -91,8 +91,9 @@ def main() -> None:
         f" peak above the level before the step ({how}); step ms = median of the timed steps",
         "",
         "| model | eager MiB | Inductor MiB | modelopt MiB | modelopt/Inductor | modelopt/eager"
-        " | settings | overhead predicted | eager ms | Inductor ms | modelopt ms | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | settings | overhead predicted | eager ms | Inductor ms | modelopt ms"
+        " | Inductor compile s | modelopt compile s | modelopt recompile s | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in args.rows.split(","):
         label, build = ROWS[key]
@@ -111,6 +112,9 @@ def main() -> None:
             + ("" if overhead is None else f"{overhead:+.1%}")
             + " | "
             + " | ".join(_cell(results[b].step_ms) for b in BACKENDS)
+            + f" | {_cell(results['inductor'].compile_seconds)}"
+            + f" | {_cell(results['modelopt'].compile_seconds)}"
+            + f" | {_cell(results['modelopt'].recompile_seconds)}"
             + f" | {errors} |"
         )
         print(lines[-1], flush=True)
