@@ -4,8 +4,9 @@
 
 For each small model of the test suite (MLP, CNN with BatchNorm, in-place/views, tiny GPT-2), in
 training and inference, on CUDA: the largest difference to eager of Inductor and of modelopt
-(arenas forced on, and "auto"), and each one's `max_memory_allocated` / `max_memory_reserved`
-above the level before the step, with modelopt's predicted peak. It needs a GPU; on a machine
+(arenas forced on, and "auto"), and each one's allocated peak above the level after the step's
+leading frees (the last step's gradients; from the allocator's trace, as the predictions count
+it) and `max_memory_reserved`, with modelopt's predicted peak. It needs a GPU; on a machine
 without one it says so and exits.
 """
 
@@ -80,7 +81,7 @@ def _row(case: str, mode: str, variant: str, options: dict | None) -> dict[str, 
         fn = torch.compile(model, backend="modelopt", options={"strict": True, **(options or {})})
     step = _step(model, fn, inputs, mode)
     result = {k: v.detach().clone() for k, v in step().items() if v is not None}
-    peak = cuda_peak(step)
+    peak = cuda_peak(step, after_leading_frees=True)
     reports = dynamo_modelopt.get_reports()
     arenas = [r.details.get("arena", {}) for r in reports]
     chosen, _ = chosen_settings(reports)

@@ -10,12 +10,16 @@ window that the call would free (e.g. set `p.grad = None`), and warm up (compile
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+log = logging.getLogger(__name__)
 
 MEMORY_EVENT_NAME = "[memory]"
 
@@ -99,30 +103,97 @@ class CudaPeak:
     max_reserved_bytes: int
 
 
-def cuda_peak(fn: Callable[[], Any], device: torch.device | str = "cuda") -> CudaPeak:
+def trace_peak_bytes(entries: Iterable[Mapping[str, Any]], after_leading_frees: bool) -> int:
+    """Highest live bytes of a CUDA caching-allocator trace (the entries of
+    `torch.cuda.memory._snapshot()["device_traces"][i]`), counted from 0 at its start.
+
+    An "alloc" adds its size, a "free_completed" (the block is returned: CUDA's allocated
+    counter drops then) subtracts it. `after_leading_frees`: count from the level after the
+    frees requested before the first allocation instead (a training step that starts by
+    dropping the last step's gradients), as `kineto_peak_bytes` does on the CPU.
+    """
+    live = peak = 0
+    allocated_yet = False
+    leading: set[int] = set()  # blocks freed before the first allocation
+    for entry in entries:
+        action, addr = entry["action"], entry["addr"]
+        if action == "alloc":
+            allocated_yet = True
+            live += entry["size"]
+            peak = max(peak, live)
+        elif action == "free_requested" and not allocated_yet and after_leading_frees:
+            leading.add(addr)
+        elif action == "free_completed":
+            if addr in leading:  # its address may be handed out again later
+                leading.discard(addr)
+            elif allocated_yet or not after_leading_frees:
+                live -= entry["size"]
+    return peak
+
+
+def cuda_trace_available() -> bool:
+    """Whether `cuda_allocation_trace` can record: the allocator's history API is there and
+    nobody records it already (a user's trace is theirs; ours would need it cleared)."""
+    is_enabled = getattr(torch._C, "_cuda_isHistoryEnabled", None)
+    return is_enabled is not None and not is_enabled()
+
+
+@contextmanager
+def cuda_allocation_trace(device: torch.device | str = "cuda") -> Iterator[list[dict[str, Any]]]:
+    """Record the caching allocator's trace of the `with` block (no stack traces); the list
+    yielded is filled with the block's entries on exit. Check `cuda_trace_available()` first."""
+    index = torch.device(device).index
+    index = torch.cuda.current_device() if index is None else index
+    entries: list[dict[str, Any]] = []
+    torch.cuda.memory._record_memory_history(enabled="all", context=None, stacks="python")
+    try:
+        yield entries
+        torch.cuda.synchronize(device)
+        traces = torch.cuda.memory._snapshot(device)["device_traces"]
+        entries.extend(traces[index] if index < len(traces) else [])
+    finally:
+        torch.cuda.memory._record_memory_history(enabled=None)
+
+
+def cuda_peak(
+    fn: Callable[[], Any], device: torch.device | str = "cuda", after_leading_frees: bool = False
+) -> CudaPeak:
     """Run `fn()` once with CUDA's peak counters reset before it.
 
     The caching allocator's cache is emptied first, so the reserved peak is this call's own and
-    not what earlier calls (another backend, the compile) left reserved."""
+    not what earlier calls (another backend, the compile) left reserved. `after_leading_frees`:
+    the peak above the level after the frees that come before the call's first allocation,
+    read from the allocator's trace (`trace_peak_bytes`: bytes as asked for, where the counters
+    count blocks rounded up to 512 B); where no trace can be recorded, the counters' peak above
+    the start."""
     gc.collect()
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     start_bytes = torch.cuda.memory_allocated(device)
-    fn()
+    traced: int | None = None
+    if after_leading_frees and cuda_trace_available():
+        with cuda_allocation_trace(device) as entries:
+            fn()
+        traced = trace_peak_bytes(entries, after_leading_frees=True)
+    else:
+        if after_leading_frees:
+            log.info("CUDA peak from the counters: the allocator's history is recorded already")
+        fn()
     torch.cuda.synchronize(device)
     max_allocated = torch.cuda.max_memory_allocated(device)
     return CudaPeak(
-        peak_above_start_bytes=max_allocated - start_bytes,
+        peak_above_start_bytes=max_allocated - start_bytes if traced is None else traced,
         max_allocated_bytes=max_allocated,
         max_reserved_bytes=torch.cuda.max_memory_reserved(device),
     )
 
 
 def step_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
-    """Peak bytes of one call of a training step above the level at its start: CUDA's
-    allocated peak (`cuda_peak`), or on CPU kineto's after the step's leading frees (the
-    previous step's gradients let go)."""
+    """Peak bytes of one call of a training step above the level after the step's leading
+    frees (the previous step's gradients let go): from the allocator's trace on CUDA
+    (`cuda_peak`), kineto's events on the CPU. The predictions count no gradients of an earlier
+    step, so this is what they are compared with."""
     if torch.device(device).type == "cuda":
-        return cuda_peak(fn, device).peak_above_start_bytes
+        return cuda_peak(fn, device, after_leading_frees=True).peak_above_start_bytes
     return kineto_peak_bytes(fn, after_leading_frees=True)

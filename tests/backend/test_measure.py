@@ -1,7 +1,9 @@
 """The kineto peak and timeline against allocation patterns whose peak is known exactly."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -12,6 +14,7 @@ from dynamo_modelopt.measure import (
     peak_from_events,
     peak_from_timeline,
     timeline_from_events,
+    trace_peak_bytes,
 )
 
 
@@ -107,3 +110,66 @@ def test_peak_never_below_zero() -> None:
     assert peak_from_events([]) == 0
     assert peak_from_events([MemoryEvent(1, -500), MemoryEvent(2, 200)]) == 0
     assert peak_from_timeline([]) == 0
+
+
+# CUDA allocator traces (`trace_peak_bytes`): a real one from an H100, and small made-up ones.
+
+_TRACE_FILE = Path(__file__).parent / "data" / "cuda_trace_gpt2_step.json"
+
+
+def _entry(action: str, addr: int, size: int) -> dict[str, object]:
+    return {"action": action, "addr": addr, "size": size}
+
+
+def test_a_cuda_step_trace_counted_after_its_leading_frees_adds_back_the_old_gradients() -> None:
+    """The recorded steps begin by dropping the last step's gradients: counted from the start,
+    their frees lower the peak by the model's parameter bytes, which the predictions never
+    count (measured on the H100: counters 0.38 MiB, prediction 0.75 MiB)."""
+    from tests.backend.models import make_case
+
+    entries = [_entry(*row) for row in json.loads(_TRACE_FILE.read_text())["entries"]]
+    model, _ = make_case("gpt2")
+    gradient_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    from_start = trace_peak_bytes(entries, after_leading_frees=False)
+    after_frees = trace_peak_bytes(entries, after_leading_frees=True)
+    assert after_frees - from_start == gradient_bytes
+
+
+def test_trace_peak_of_a_known_pattern() -> None:
+    entries = [
+        _entry("alloc", 1, 100),
+        _entry("alloc", 2, 300),
+        _entry("free_requested", 1, 100),
+        _entry("free_completed", 1, 100),
+        _entry("alloc", 3, 50),  # 350: below the peak of 400
+        _entry("segment_free", 9, 1 << 20),  # the cache handing memory back: not allocated
+    ]
+    assert trace_peak_bytes(entries, after_leading_frees=False) == 400
+    assert trace_peak_bytes(entries, after_leading_frees=True) == 400
+
+
+def test_a_leading_free_completed_late_is_still_left_out() -> None:
+    """A block whose free was requested before the first allocation but completed after it
+    (a stream still used it) belongs to the leading frees."""
+    entries = [
+        _entry("free_requested", 7, 1000),
+        _entry("alloc", 1, 200),
+        _entry("free_completed", 7, 1000),
+        _entry("alloc", 2, 300),
+    ]
+    assert trace_peak_bytes(entries, after_leading_frees=True) == 500
+    assert trace_peak_bytes(entries, after_leading_frees=False) == 200
+
+
+def test_an_address_freed_at_the_start_and_handed_out_again_counts_when_freed_later() -> None:
+    entries = [
+        _entry("free_requested", 7, 1000),
+        _entry("free_completed", 7, 1000),
+        _entry("alloc", 7, 1000),  # the caching allocator reuses the block
+        _entry("free_requested", 7, 1000),
+        _entry("free_completed", 7, 1000),
+        _entry("alloc", 8, 600),
+        _entry("alloc", 9, 300),
+    ]
+    assert trace_peak_bytes(entries, after_leading_frees=True) == 1000
+    assert trace_peak_bytes(entries, after_leading_frees=False) == 0
