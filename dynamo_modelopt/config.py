@@ -48,8 +48,8 @@ class ModeloptConfig:
         peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
         buffer on its own). See `inductor/arena.py`.
     measure_workspace: run each extern kernel (convolution, attention, ...) once at compile time
-        on CPU, with inputs of its shapes, to measure what it allocates inside itself; False uses
-        fixed rules instead (see `capture/workspace.py`).
+        (CPU or CUDA), with inputs of its shapes, to measure what it allocates inside itself;
+        False uses fixed rules instead, which know CPU kernels only (see `capture/workspace.py`).
     measure_kernel_time: time those runs too (they run for it even with `measure_workspace`
         off), and estimate an extern kernel's run time by its measurement instead of its FLOPs
         when comparing settings (CPU; FLOPs miss what layout does to oneDNN's convolutions);

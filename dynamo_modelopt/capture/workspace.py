@@ -14,13 +14,16 @@ keys in blocks of 512, and each thread gets a buffer of accumulate-type values:
 - forward: a block of scores, two row statistics and a block of output;
 - backward: two blocks of scores (attention and its gradient), plus one row of sums;
 reduced-precision inputs (bf16, fp16) add a copy of the score blocks in their own type.
-On CUDA, cuDNN's workspace depends on the algorithm it picks at run time; we do not model it.
 Each workspace is a tensor live during its kernel's step only, outside our arena.
 
-The rules above miss allocations (oneDNN's scratchpad, for one), so on CPU we measure instead:
-at compile time we run the extern kernel once on real tensors of its inputs' sizes, strides
-and dtypes under the kineto profiler, and take the peak of its allocations above the start,
-less the outputs the graph keeps (those are buffers of their own). The rules stay as the
+The rules above miss allocations (oneDNN's scratchpad, for one), so we measure instead: at
+compile time we run the extern kernel once on real tensors of its inputs' sizes, strides and
+dtypes, and take the peak of its allocations above the start, less the outputs the graph keeps
+(those are buffers of their own). On the CPU the allocations are kineto's events; on CUDA the
+caching allocator's trace (`measure.cuda_allocation_trace`), which does not reset the user's
+peak counters. CUDA has no rules: its kernels' workspace (cuDNN's depends on the algorithm it
+picks; the efficient attention backward took 131,200 B for the tiny GPT-2 test model on an
+H100, `bench/results/gpu/README.md`) is known only where measured. The rules stay as the
 fallback wherever a measurement is not possible (see `measured_workspace_bytes`).
 
 The same runs time the kernel (`measured_kernel`, `retime`): on CPU, FLOPs misjudge what
@@ -31,6 +34,8 @@ and the choice of compile settings compares candidates by their estimated run ti
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 import warnings
@@ -144,6 +149,8 @@ MAX_MEASURED_BYTES = 1 << 30
 _MEASURED_NAMESPACES = frozenset({"aten"})
 
 _MeasureKey = tuple[Any, ...]
+# Where kernels are run: the CPU (kineto sees its allocations), CUDA (the allocator's trace).
+_MEASURED_DEVICES = frozenset({"cpu", "cuda"})
 
 
 @dataclass(frozen=True)
@@ -213,10 +220,11 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
             for key in runnable:
                 call, specs = _runners[key]  # type: ignore[index]
                 tensors = [_make_tensor(spec) for spec in specs]
+                run = _synchronized(functools.partial(call, tensors), _device_of(specs))
                 start = time.perf_counter()
-                call(tensors)
+                run()
                 fastest[key] = min(fastest[key], time.perf_counter() - start)
-                del tensors
+                del tensors, run
     found.update((key, seconds) for key, seconds in fastest.items() if seconds < float("inf"))
     return found
 
@@ -268,9 +276,14 @@ def _tensor_spec(node: Any) -> _TensorSpec:
     size = tuple(_static_int(s) for s in node.get_size())
     stride = tuple(_static_int(s) for s in node.get_stride())
     device = node.get_device()
-    if device is None or device.type != "cpu":
+    if device is None or device.type not in _MEASURED_DEVICES:
         raise _NotMeasurable(f"input on {device}")
     return size, stride, node.get_dtype(), device
+
+
+def _device_of(specs: Sequence[_TensorSpec]) -> Any:
+    """Where a kernel of these inputs runs: the CUDA device of any, else the CPU."""
+    return next((spec[3] for spec in specs if spec[3].type == "cuda"), specs[0][3])
 
 
 def _spec_bytes(spec: _TensorSpec) -> int:
@@ -386,21 +399,73 @@ def _peak_above_start(prof: Any) -> int:
 
 
 @contextmanager
-def _eager_quiet() -> Iterator[None]:
-    """Real tensors, no autograd or autocast, the RNG state restored (random ops), no
-    warnings: running a kernel at compile time leaves no trace."""
+def _eager_quiet(device: Any = None) -> Iterator[None]:
+    """Real tensors, no autograd or autocast, the RNG state restored (random ops; on a CUDA
+    `device`, its generator too), no warnings: running a kernel at compile time leaves no
+    trace."""
     import torch
     from torch.utils._python_dispatch import _disable_current_modes
 
+    cuda = device is not None and device.type == "cuda"
     with (
+        warnings.catch_warnings(),
         _disable_current_modes(),
         torch.no_grad(),
         torch.autocast("cpu", enabled=False),
-        torch.random.fork_rng(devices=[]),
-        warnings.catch_warnings(),
+        torch.autocast("cuda", enabled=False) if cuda else contextlib.nullcontext(),
+        torch.random.fork_rng(devices=[device] if cuda else []),
     ):
         warnings.simplefilter("ignore")
         yield
+
+
+@contextmanager
+def _allocation_peak(device: Any) -> Iterator[list[int]]:
+    """The peak bytes allocated above the start of the `with` block, in the list yielded (filled
+    on exit): kineto's events on the CPU, the caching allocator's trace on CUDA."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from ..measure import cuda_allocation_trace, trace_peak_bytes
+
+    peak: list[int] = []
+    if device.type == "cuda":
+        with cuda_allocation_trace(device) as entries:
+            yield peak
+        peak.append(trace_peak_bytes(entries, after_leading_frees=False))
+        return
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        yield peak
+    peak.append(_peak_above_start(prof))
+
+
+def _synchronized(call: Callable[[], Any], device: Any) -> Callable[[], Any]:
+    """`call`, returning once its kernels have run (CUDA launches return at once)."""
+    import torch
+
+    if device.type != "cuda":
+        return call
+
+    def run() -> Any:
+        result = call()
+        torch.cuda.synchronize(device)
+        return result
+
+    return run
+
+
+def _measuring_blocked(device: Any) -> str | None:
+    """Why kernels cannot be measured on `device` now (None: they can): a CPU profiler already
+    running (kineto does not nest, and the runs would show in the user's profile), or the
+    CUDA allocator's history already recorded (the user's trace is theirs)."""
+    import torch
+
+    from ..measure import cuda_trace_available
+
+    if torch._C._autograd._profiler_enabled():
+        return "a profiler is running"
+    if device.type == "cuda" and not cuda_trace_available():
+        return "the CUDA allocator's history is being recorded"
+    return None
 
 
 def _measure(
@@ -409,34 +474,39 @@ def _measure(
     paths: tuple[tuple[int, ...], ...] | None,
     key: _MeasureKey,
 ) -> KernelMeasurement:
-    from torch.profiler import ProfilerActivity, profile
-
-    with _eager_quiet():
+    device = _device_of(specs)
+    with _eager_quiet(device):
         tensors = [_make_tensor(spec) for spec in specs]
         before = {t.untyped_storage().data_ptr() for t in tensors}
-        call(tensors)  # warm-up: one-time allocations (caches, lazy init) are not workspace
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            result = call(tensors)
+        # warm-up: one-time allocations (caches, lazy init, cuDNN's choice) are not workspace
+        _synchronized(lambda: call(tensors), device)()
+        with _allocation_peak(device) as peak:
+            result = _synchronized(lambda: call(tensors), device)()
         kept = _kept_bytes(result, paths, before)
         del result
-        seconds = fastest_call(lambda: call(tensors))  # outside the profiler: it slows kernels
-    return KernelMeasurement(max(0, _peak_above_start(prof) - kept), seconds, key)
+        # outside the profiler: it slows kernels
+        seconds = fastest_call(_synchronized(lambda: call(tensors), device))
+    return KernelMeasurement(max(0, peak[0] - kept), seconds, key)
 
 
 def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
-    """Workspace and run time of a CPU extern kernel, measured by running it; None where we
-    cannot.
+    """Workspace and run time of a CPU or CUDA extern kernel, measured by running it; None
+    where we cannot.
 
-    Not measured: symbolic sizes or arguments, inputs not on the CPU, ops outside aten (their
-    side effects are unknown), inputs over `MAX_MEASURED_BYTES`, a profiler already running
-    (kineto does not nest), and any exception from the op.
+    Not measured: symbolic sizes or arguments, inputs on other devices, ops outside aten (their
+    side effects are unknown), inputs over `MAX_MEASURED_BYTES` (on CUDA, also over a quarter
+    of the free memory), a profiler already running or the CUDA allocator's history already
+    recorded (`_measuring_blocked`), and any exception from the op.
     """
     import torch
 
     try:
-        if torch._C._autograd._profiler_enabled():
-            return None
         op, specs, call, out_spec = _call_of(ir_node)
+        if not specs:
+            raise _NotMeasurable("no tensor inputs")
+        blocked = _measuring_blocked(_device_of(specs))
+        if blocked:
+            raise _NotMeasurable(blocked)
         paths = _kept_output_paths(ir_node)
         key: _MeasureKey = (
             str(op),
@@ -453,7 +523,7 @@ def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
             _runners[key] = (call, all_specs)
         if key in _measured_cache:
             return _measured_cache[key]
-        if sum(_spec_bytes(s) for s in all_specs) > MAX_MEASURED_BYTES:
+        if sum(_spec_bytes(s) for s in all_specs) > _measurable_bytes(_device_of(specs)):
             return None
     except Exception as exc:  # not measurable as it stands: the rules answer
         log.debug("kernel %s not measured: %s", getattr(ir_node, "get_name", str)(), exc)
@@ -467,8 +537,18 @@ def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
     return measured
 
 
+def _measurable_bytes(device: Any) -> int:
+    """The most input bytes a kernel may be measured with: `MAX_MEASURED_BYTES`, and on CUDA
+    a quarter of what the device can still give (the user's model is the one short of memory)."""
+    if device.type != "cuda":
+        return MAX_MEASURED_BYTES
+    from ..timing import free_bytes
+
+    return min(MAX_MEASURED_BYTES, (free_bytes(device) or 0) // 4)
+
+
 def measured_workspace_bytes(ir_node: Any) -> int | None:
-    """Workspace of a CPU extern kernel (`measured_kernel`); None where it was not measured."""
+    """Workspace of an extern kernel (`measured_kernel`); None where it was not measured."""
     measured = measured_kernel(ir_node)
     return None if measured is None else measured.workspace_bytes
 
@@ -476,15 +556,15 @@ def measured_workspace_bytes(ir_node: Any) -> int | None:
 def extern_workspace_bytes(ir_node: Any, size_hint: SizeHint, measure: bool = True) -> int:
     """Bytes an extern kernel allocates internally during its call (0 when none is known).
 
-    On the CPU with `measure`, the kernel is run once (cached per op, shapes, strides, dtypes,
-    constant arguments and thread count) and its workspace measured; where that is not possible,
-    and with `measure=False`, the rules answer. On CUDA only the rules answer (none there: 0).
+    With `measure`, on the CPU or CUDA, the kernel is run once (cached per op, shapes, strides,
+    dtypes, constant arguments and thread count) and its workspace measured; where that is not
+    possible, and with `measure=False`, the rules answer (none on CUDA: 0).
     """
     if ir_node is None or getattr(ir_node, "op_overload", None) is None:
         return 0
     if measure:
         device = ir_node.get_device() if hasattr(ir_node, "get_device") else None
-        if device is not None and device.type == "cpu":
+        if device is not None and device.type in _MEASURED_DEVICES:
             measured = measured_workspace_bytes(ir_node)
             if measured is not None:
                 return measured

@@ -274,3 +274,48 @@ def test_retime_runs_each_kernel_once_a_round_while_kernels_are_kept() -> None:
     assert len(calls) == 4  # a repeated key runs once a round
     assert first.seconds < 0.02 <= times[first.key]  # the rounds replace the first measurement
     assert workspace._runners is None  # the kernels (and their IR nodes) are let go
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+def test_cuda_attention_backward_workspace_is_measured() -> None:
+    """On CUDA the workspace comes from the allocator's trace (no rules there): the efficient
+    attention backward's equals what CUDA's counters show for the same call (blocks rounded
+    to 512 B), and measuring does not reset the peak counters."""
+    op = aten._scaled_dot_product_efficient_attention_backward.default
+    q, k, v = (torch.randn(2, 4, 128, 16, device="cuda", requires_grad=True) for _ in range(3))
+
+    def step(compiled: Callable[..., Any]) -> None:
+        compiled(q, k, v).sum().backward()
+
+    seen = _compile_and_collect(op, step, _Attention().cuda())
+    assert seen.rule == 0
+    assert seen.measured > 0
+
+    inputs = []
+    for x in seen.node.inputs:
+        size = [int(s) for s in x.get_size()]
+        stride = [int(s) for s in x.get_stride()]
+        inputs.append(torch.empty_strided(size, stride, dtype=x.get_dtype(), device=x.get_device()))
+        inputs[-1].zero_()
+    args, kwargs = seen.node.unflatten_args(inputs, seen.node.constant_args)
+
+    def call() -> Any:
+        return op(*args, **{**seen.node.kwargs, **kwargs})
+
+    call()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    out = call()
+    torch.cuda.synchronize()
+    counted = torch.cuda.max_memory_allocated() - start
+    kept = sum(t.numel() * t.element_size() for t in out if isinstance(t, torch.Tensor))
+    assert abs((counted - kept) - seen.measured) <= 512 * (len(out) + 1)
+
+    level = torch.cuda.max_memory_allocated()
+    workspace._measured_cache.clear()
+    assert measured_workspace_bytes(seen.node) == seen.measured
+    assert torch.cuda.max_memory_allocated() >= level  # not reset
