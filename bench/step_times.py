@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from bench.reference_rows import ROWS
+from dynamo_modelopt.timing import time_steps
 
 #: Settings worth timing per row: what modelopt chooses there and the alternatives it weighed.
 SETTINGS = {
@@ -164,19 +165,16 @@ def time_paired(
     Each modelopt variant also gives its estimated run time and kernel count, so that the
     estimate's overhead can be set beside the measured one."""
     compiled = {name: _compiled_step(row, name, device=device) for name in ("inductor", *settings)}
-    names = list(compiled)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for repetition in range(repeats):
-        for name in names[repetition % len(names) :] + names[: repetition % len(names)]:
-            begin = time.perf_counter()
-            compiled[name].step()
-            times[name].append(time.perf_counter() - begin)
+    names = list(compiled)  # Inductor first: the ratios are to it
+    # the rotation of turns the backend's own timing of candidates uses
+    timing = time_steps([compiled[n].step for n in names], repeats, torch.device(device))
     result = {}
-    for name in names:
-        ratios = [t / base for t, base in zip(times[name], times["inductor"], strict=True)]
+    for index, name in enumerate(names):
+        if index in timing.failed:
+            raise RuntimeError(f"{name}: {timing.failed[index]}")
         result[name] = {
-            "median_ms": statistics.median(times[name]) * 1e3,
-            "overhead": statistics.median(ratios) - 1.0,
+            "median_ms": statistics.median(r[index] for r in timing.rounds) * 1e3,
+            "overhead": statistics.median(timing.ratios_to_first(index)) - 1.0,
             "peak_mib": _peak_mib(compiled[name].step, device),
             "chosen": compiled[name].chosen,
             "estimated_runtime": compiled[name].estimated_runtime,

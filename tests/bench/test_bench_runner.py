@@ -198,3 +198,38 @@ def test_step_times_zoo_rows_take_a_batch_and_default_to_modelopts_choice() -> N
     assert images.shape[0] == 1
     assert step_times._settings_of("zoo:squeezenet1_0@3") == ("auto",)
     assert step_times._settings_of("gpt2") == step_times.SETTINGS["gpt2"]
+
+
+def test_time_paired_times_variants_in_rotating_turns_against_inductor(monkeypatch) -> None:
+    import time
+
+    import bench.step_times as step_times
+
+    calls: list[str] = []
+
+    def fake_compiled(row: str, settings: str, device: str = "cpu") -> object:
+        def step() -> None:
+            calls.append(settings)
+            time.sleep(0.02 if settings == "slow" else 0.01)
+
+        return step_times.CompiledStep(step, settings, [])
+
+    monkeypatch.setattr(step_times, "_compiled_step", fake_compiled)
+    monkeypatch.setattr(step_times, "_peak_mib", lambda step, device: 1.0)
+    result = step_times.time_paired("gpt2", ["slow"], repeats=4)
+    assert result["inductor"]["overhead"] == 0.0
+    assert 0.5 < result["slow"]["overhead"] < 1.5  # twice Inductor's sleep
+    assert result["slow"]["median_ms"] > result["inductor"]["median_ms"]
+    timed = calls[2:]  # after one warm-up call each
+    assert [timed[2 * r] for r in range(4)] == ["inductor", "slow", "inductor", "slow"]
+
+    def failing(row: str, settings: str, device: str = "cpu") -> object:
+        def step() -> None:
+            if settings == "slow":
+                raise ValueError("no kernel")
+
+        return step_times.CompiledStep(step, settings, [])
+
+    monkeypatch.setattr(step_times, "_compiled_step", failing)
+    with pytest.raises(RuntimeError, match="slow: ValueError: no kernel"):
+        step_times.time_paired("gpt2", ["slow"], repeats=2)
