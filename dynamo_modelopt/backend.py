@@ -22,6 +22,7 @@ from .capture.workspace import keeping_kernels
 from .config import ModeloptConfig
 from .decide import (
     Candidate,
+    CompileWith,
     Trial,
     candidates,
     choose,
@@ -36,6 +37,7 @@ from .decide import (
 )
 from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
+from .inductor.backward_layout import without_backward_layout_opt
 from .inductor.order_pass import PlanOrderPass
 from .report import publish_report
 
@@ -70,17 +72,25 @@ def modelopt_backend(
     Options: see `ModeloptConfig`. `mode` (torch.compile's) keeps Inductor's meaning: modelopt
     has no modes of its own.
     """
-    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
     config = ModeloptConfig.from_options(options)
     ours = inductor_config_patches(config)
 
     def compile_with(
-        graph: torch.fx.GraphModule, inputs: Sequence[Any], patches: dict[str, Any]
+        graph: torch.fx.GraphModule,
+        inputs: Sequence[Any],
+        patches: dict[str, Any],
+        backward_layout_opt: bool = True,
     ) -> Any:
+        inner_compile = compile_fx_inner
+        if not backward_layout_opt:
+            inner_compile = without_backward_layout_opt(compile_fx_inner)
         # AOTAutograd's cache would also skip our pass on a hit.
         with torch._functorch.config.patch(enable_autograd_cache=False):
-            return compile_fx(graph, inputs, config_patches={**ours, **patches})
+            return compile_fx(
+                graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}
+            )
 
     planned_saves = None
     if config.plan_recomputation and saved_set.available():
@@ -103,6 +113,7 @@ def modelopt_backend(
         config.activation_budgets,
         has_concatenation(gm),
         planned_saves,
+        backward_layouts=config.backward_layout_candidates,
     )
     if config.settings != "auto":
         forced = [c for c in options_to_try if c.name == config.settings]
@@ -169,7 +180,7 @@ def _compile_decided(
     options_to_try: Sequence[Candidate],
     gm: torch.fx.GraphModule,
     example_inputs: Sequence[Any],
-    compile_with: Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any]], Any],
+    compile_with: CompileWith,
 ) -> Callable[..., Any] | None:
     """Compile the candidate an earlier search of this graph chose, alone; None where it is not
     on offer or no longer compiles as it did (the caller then searches again)."""

@@ -67,6 +67,11 @@ class ModeloptConfig:
         (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
         contributions of the shared weight no longer both live at once (see
         `inductor/accumulate.py`).
+    backward_layout_candidates: in "auto", with convolutions in training, also try each
+        recomputing candidate that keeps layout optimization with its backward compiled without
+        it ("bw_no_layout_opt+budget_0.5", "bw_no_layout_opt+planned_saves"): Inductor turns
+        layout optimization on for a whole graph that holds a convolution, which a backward does
+        only where it recomputes one (see `inductor/backward_layout.py`). Two more compiles.
     decision_cache: in "auto", remember the settings chosen for each graph on disk (keyed by
         the graph, its inputs' shapes and layouts, these options, Inductor's and functorch's
         settings, the versions and the machine), so a later compile of the same graph compiles
@@ -96,6 +101,7 @@ class ModeloptConfig:
     measure_kernel_time: bool = True
     timing_rounds: int = 7
     accumulate_in_place: bool = True
+    backward_layout_candidates: bool = True
     decision_cache: bool = True
     save_problems: str | None = None
 

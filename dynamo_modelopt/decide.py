@@ -32,6 +32,8 @@ Candidates:
 - "planned_saves" (training only): the planner decides which activations the backward
   recomputes, for the lowest peak over the backward's steps within the run-time budget
   (`inductor/saved_set.py`, `planner/remat.py`);
+- "bw_no_layout_opt+<budget or planned_saves>" (training with convolutions): the forward with
+  layout optimization, the backward without (`inductor/backward_layout.py`);
 - "pointwise_cat" (inference, graphs with a concatenation): `force_pointwise_cat=True`. By
   default Inductor's CPU code writes each input of a concatenation straight into its slice of
   the output, so the output is allocated when its first input is computed; where an input feeds
@@ -62,11 +64,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """One combination of compile settings to try."""
+    """One combination of compile settings to try. `backward_layout_opt`: False compiles the
+    backward without layout optimization (`inductor/backward_layout.py`)."""
 
     name: str
     inductor_patches: dict[str, Any] = field(default_factory=dict)
     functorch_patches: dict[str, Any] = field(default_factory=dict)
+    backward_layout_opt: bool = True
+
+
+#: the layout part of a candidate's name whose backward is compiled without layout optimization
+BACKWARD_NO_LAYOUT_OPT = "bw_no_layout_opt"
+
+CompileWith = Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any], bool], Any]
 
 
 @dataclass
@@ -133,13 +143,19 @@ def candidates(
     activation_budgets: Sequence[float],
     has_concatenation: bool = False,
     planned_saves: Callable[[], Any] | None = None,
+    backward_layouts: bool = False,
 ) -> list[Candidate]:
     """The settings to try, Inductor's defaults first; only those that can change the graph
     (Inductor optimizes layouts only around convolutions; budgets act in training only; the
     way a concatenation is written moved no training peak we measured).
 
     `planned_saves`: makes the partitioner of a "planned_saves" candidate (a fresh one for each,
-    as it keeps its plans); None leaves that candidate out."""
+    as it keeps its plans); None leaves that candidate out. `backward_layouts`: with
+    convolutions in training, each recomputing candidate with layout optimization is also
+    tried with its backward compiled without it ("bw_no_layout_opt+..."): a backward holds
+    convolutions only where it recomputes them, and Inductor then lays the whole backward out
+    channels-last, which cost EfficientNet-B0 more memory than the recomputation saved and
+    saved a small depthwise network some (`inductor/backward_layout.py`)."""
     layouts: list[tuple[str, dict[str, Any]]] = [("", {})]
     if has_convolution:
         layouts.append(("no_layout_opt", {"layout_optimization": False}))
@@ -155,12 +171,15 @@ def candidates(
             budgets.append(("planned_saves", {}))
     found = []
     for budget_name, functorch_patches in budgets:
-        for layout_name, inductor_patches in layouts:
+        variants = [(name, patches, True) for name, patches in layouts]
+        if backward_layouts and training and has_convolution and budget_name:
+            variants.append((BACKWARD_NO_LAYOUT_OPT, {}, False))
+        for layout_name, inductor_patches, backward_layout_opt in variants:
             name = "+".join(n for n in (layout_name, budget_name) if n) or "default"
             patches = inductor_patches
             if budget_name == "planned_saves" and planned_saves is not None:
                 patches = {**inductor_patches, "custom_partitioner_fn": planned_saves()}
-            found.append(Candidate(name, patches, functorch_patches))
+            found.append(Candidate(name, patches, functorch_patches, backward_layout_opt))
     return found
 
 
@@ -200,14 +219,19 @@ def compile_trial(
     candidate: Candidate,
     gm: torch.fx.GraphModule,
     example_inputs: Sequence[Any],
-    compile_with: Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any]], Any],
+    compile_with: CompileWith,
 ) -> Trial:
     """Compile a copy of `gm` under `candidate`, forward and backward now, collecting reports."""
     from .report import collect_reports
 
     functorch_patches = {"force_non_lazy_backward_lowering": True, **candidate.functorch_patches}
     with collect_reports() as reports, torch._functorch.config.patch(functorch_patches):
-        compiled = compile_with(copy.deepcopy(gm), example_inputs, candidate.inductor_patches)
+        compiled = compile_with(
+            copy.deepcopy(gm),
+            example_inputs,
+            candidate.inductor_patches,
+            candidate.backward_layout_opt,
+        )
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if isinstance(partitioner, PlannedPartitioner) and partitioner.plans:
         for report in reports:
@@ -237,6 +261,8 @@ def prepare(
     if not isinstance(partitioner, PlannedPartitioner):
         return
     without = candidate.name.replace("+planned_saves", "").replace("planned_saves", "")
+    # without recomputation the backward holds no convolution: it is the defaults' backward
+    without = "" if without == BACKWARD_NO_LAYOUT_OPT else without
     for trial in trials:
         if trial.candidate.name == (without or "default"):
             for report in trial.reports:

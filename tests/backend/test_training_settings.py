@@ -273,6 +273,18 @@ def test_candidates_only_where_they_can_change_the_graph() -> None:
     }
     inference = candidates(False, True, (0.5,), planned_saves=lambda: "partitioner")
     assert "planned_saves" not in [c.name for c in inference]
+    both = candidates(True, True, (0.5,), planned_saves=lambda: "p", backward_layouts=True)
+    variants = {c.name: c for c in both if not c.backward_layout_opt}
+    # each recomputing candidate that keeps layout optimization, once more with the backward
+    # compiled without it; the forward's patches stay those of the layout-optimized one
+    assert list(variants) == ["bw_no_layout_opt+budget_0.5", "bw_no_layout_opt+planned_saves"]
+    assert variants["bw_no_layout_opt+budget_0.5"].inductor_patches == {}
+    assert variants["bw_no_layout_opt+planned_saves"].inductor_patches == {
+        "custom_partitioner_fn": "p"
+    }
+    assert len(both) == 8
+    assert all(c.backward_layout_opt for c in candidates(True, False, (0.5,), None, None, True))
+    assert all(c.backward_layout_opt for c in candidates(False, True, (0.5,), None, None, True))
 
 
 def test_unknown_settings_name_is_an_error() -> None:
