@@ -216,3 +216,19 @@ def step_for(
         scalar_loss(compiled(*inputs)).backward()
 
     return train
+
+
+def assert_effect_predicted(
+    base: tuple[int, int], lever: tuple[int, int], noise: float = 0.02, slack: float = 0.1
+) -> None:
+    """A lever's effect on the step's peak, (measured, predicted) without and with it: where
+    the measured change exceeds `noise` of the base peak, the prediction moves the same way,
+    and the predicted change is within `slack` of the base peak of the measured one."""
+    measured_change = lever[0] - base[0]
+    predicted_change = lever[1] - base[1]
+    if abs(measured_change) > noise * base[0]:
+        assert predicted_change * measured_change > 0, (measured_change, predicted_change)
+    assert abs(predicted_change - measured_change) <= slack * base[0], (
+        measured_change,
+        predicted_change,
+    )

@@ -14,6 +14,8 @@ from torch._inductor.graph import GraphLowering
 import dynamo_modelopt
 from dynamo_modelopt.measure import kineto_peak_bytes
 
+from .models import assert_effect_predicted
+
 
 def _depthwise_net() -> nn.Module:
     torch.manual_seed(0)
@@ -98,13 +100,4 @@ def test_the_backward_layout_effect_is_predicted() -> None:
     """Channels-last copies in the backward and oneDNN's scratch for them: the cost model
     sees both, so it predicts the change the candidate makes (here the channels-last backward
     peaks lower)."""
-    off_measured, off_predicted = _peaks(backward_layout_opt=False)
-    on_measured, on_predicted = _peaks(backward_layout_opt=True)
-    measured_change = on_measured - off_measured
-    predicted_change = on_predicted - off_predicted
-    if abs(measured_change) > 0.02 * off_measured:
-        assert predicted_change * measured_change > 0, (measured_change, predicted_change)
-    assert abs(predicted_change - measured_change) <= 0.1 * off_measured, (
-        measured_change,
-        predicted_change,
-    )
+    assert_effect_predicted(_peaks(backward_layout_opt=False), _peaks(backward_layout_opt=True))
