@@ -145,6 +145,7 @@ def cuda_allocation_trace(device: torch.device | str = "cuda") -> Iterator[list[
     index = torch.device(device).index
     index = torch.cuda.current_device() if index is None else index
     entries: list[dict[str, Any]] = []
+    torch.cuda.synchronize(device)  # what was queued before is not the block's
     torch.cuda.memory._record_memory_history(enabled="all", context=None, stacks="python")
     try:
         yield entries

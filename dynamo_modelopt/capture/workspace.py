@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -185,14 +184,12 @@ def keeping_kernels() -> Iterator[None]:
         _runners = outer
 
 
-def fastest_call(call: Callable[[], Any], calls: int = TIMED_CALLS) -> float:
-    """Seconds of the fastest of `calls` calls of `call`."""
-    fastest = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        fastest = min(fastest, time.perf_counter() - start)
-    return fastest
+def fastest_call(call: Callable[[], Any], calls: int = TIMED_CALLS, device: Any = "cpu") -> float:
+    """Seconds of the fastest of `calls` calls of `call` (on CUDA, each synchronized:
+    `timing.call_seconds`)."""
+    from ..timing import call_seconds
+
+    return min(call_seconds(call, device) for _ in range(calls))
 
 
 def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_MeasureKey, float]:
@@ -213,6 +210,8 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
         for key in unique
         if (measured := _measured_cache.get(key)) is not None
     }
+    from ..timing import call_seconds
+
     runnable = [key for key in found if _runners is not None and key in _runners]
     fastest = dict.fromkeys(runnable, float("inf"))
     with _eager_quiet():
@@ -220,11 +219,9 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
             for key in runnable:
                 call, specs = _runners[key]  # type: ignore[index]
                 tensors = [_make_tensor(spec) for spec in specs]
-                run = _synchronized(functools.partial(call, tensors), _device_of(specs))
-                start = time.perf_counter()
-                run()
-                fastest[key] = min(fastest[key], time.perf_counter() - start)
-                del tensors, run
+                seconds = call_seconds(functools.partial(call, tensors), _device_of(specs))
+                fastest[key] = min(fastest[key], seconds)
+                del tensors
     found.update((key, seconds) for key, seconds in fastest.items() if seconds < float("inf"))
     return found
 
@@ -438,21 +435,6 @@ def _allocation_peak(device: Any) -> Iterator[list[int]]:
     peak.append(_peak_above_start(prof))
 
 
-def _synchronized(call: Callable[[], Any], device: Any) -> Callable[[], Any]:
-    """`call`, returning once its kernels have run (CUDA launches return at once)."""
-    import torch
-
-    if device.type != "cuda":
-        return call
-
-    def run() -> Any:
-        result = call()
-        torch.cuda.synchronize(device)
-        return result
-
-    return run
-
-
 def _measuring_blocked(device: Any) -> str | None:
     """Why kernels cannot be measured on `device` now (None: they can): a CPU profiler already
     running (kineto does not nest, and the runs would show in the user's profile), or the
@@ -479,13 +461,13 @@ def _measure(
         tensors = [_make_tensor(spec) for spec in specs]
         before = {t.untyped_storage().data_ptr() for t in tensors}
         # warm-up: one-time allocations (caches, lazy init, cuDNN's choice) are not workspace
-        _synchronized(lambda: call(tensors), device)()
+        call(tensors)
         with _allocation_peak(device) as peak:
-            result = _synchronized(lambda: call(tensors), device)()
+            result = call(tensors)
         kept = _kept_bytes(result, paths, before)
         del result
         # outside the profiler: it slows kernels
-        seconds = fastest_call(_synchronized(lambda: call(tensors), device))
+        seconds = fastest_call(lambda: call(tensors), device=device)
     return KernelMeasurement(max(0, peak[0] - kept), seconds, key)
 
 
