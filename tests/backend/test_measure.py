@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dynamo_modelopt.measure import (
@@ -135,41 +136,37 @@ def test_a_cuda_step_trace_counted_after_its_leading_frees_adds_back_the_old_gra
     assert after_frees - from_start == gradient_bytes
 
 
-def test_trace_peak_of_a_known_pattern() -> None:
-    entries = [
-        _entry("alloc", 1, 100),
-        _entry("alloc", 2, 300),
-        _entry("free_requested", 1, 100),
-        _entry("free_completed", 1, 100),
-        _entry("alloc", 3, 50),  # 350: below the peak of 400
-        _entry("segment_free", 9, 1 << 20),  # the cache handing memory back: not allocated
-    ]
-    assert trace_peak_bytes(entries, after_leading_frees=False) == 400
-    assert trace_peak_bytes(entries, after_leading_frees=True) == 400
+_MADE_UP_TRACES = {
+    # peak 100 + 300 = 400; after a free, 350 stays below it; the cache handing a segment back
+    # is not an allocation
+    "known_pattern": (
+        [("alloc", 1, 100), ("alloc", 2, 300), ("free_requested", 1, 100),
+         ("free_completed", 1, 100), ("alloc", 3, 50), ("segment_free", 9, 1 << 20)],
+        400,
+        400,
+    ),
+    # a block whose free was requested before the first allocation but completed after it (a
+    # stream still used it) belongs to the leading frees
+    "leading_free_completed_late": (
+        [("free_requested", 7, 1000), ("alloc", 1, 200), ("free_completed", 7, 1000),
+         ("alloc", 2, 300)],
+        500,
+        200,
+    ),
+    # an address freed at the start and handed out again counts when freed later
+    "leading_address_reused": (
+        [("free_requested", 7, 1000), ("free_completed", 7, 1000), ("alloc", 7, 1000),
+         ("free_requested", 7, 1000), ("free_completed", 7, 1000), ("alloc", 8, 600),
+         ("alloc", 9, 300)],
+        1000,
+        0,
+    ),
+}  # fmt: skip
 
 
-def test_a_leading_free_completed_late_is_still_left_out() -> None:
-    """A block whose free was requested before the first allocation but completed after it
-    (a stream still used it) belongs to the leading frees."""
-    entries = [
-        _entry("free_requested", 7, 1000),
-        _entry("alloc", 1, 200),
-        _entry("free_completed", 7, 1000),
-        _entry("alloc", 2, 300),
-    ]
-    assert trace_peak_bytes(entries, after_leading_frees=True) == 500
-    assert trace_peak_bytes(entries, after_leading_frees=False) == 200
-
-
-def test_an_address_freed_at_the_start_and_handed_out_again_counts_when_freed_later() -> None:
-    entries = [
-        _entry("free_requested", 7, 1000),
-        _entry("free_completed", 7, 1000),
-        _entry("alloc", 7, 1000),  # the caching allocator reuses the block
-        _entry("free_requested", 7, 1000),
-        _entry("free_completed", 7, 1000),
-        _entry("alloc", 8, 600),
-        _entry("alloc", 9, 300),
-    ]
-    assert trace_peak_bytes(entries, after_leading_frees=True) == 1000
-    assert trace_peak_bytes(entries, after_leading_frees=False) == 0
+@pytest.mark.parametrize("name", list(_MADE_UP_TRACES))
+def test_trace_peak_of_made_up_traces(name: str) -> None:
+    rows, after_frees, from_start = _MADE_UP_TRACES[name]
+    entries = [_entry(*row) for row in rows]
+    assert trace_peak_bytes(entries, after_leading_frees=True) == after_frees
+    assert trace_peak_bytes(entries, after_leading_frees=False) == from_start
