@@ -9,9 +9,9 @@ compiles a backward.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,14 +31,17 @@ from .decide import (
     has_convolution,
     is_training_graph,
     prepare,
+    recompute_plan_of,
+    replaying,
     retime_trials,
     summarize,
-    time_trials,
+    veto_by_timing,
 )
 from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
 from .inductor.backward_layout import without_backward_layout_opt
 from .inductor.order_pass import PlanOrderPass
+from .inductor.plan_only import planning_only, stopping_after_plan
 from .report import publish_report
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,37 @@ def inductor_config_patches(config: ModeloptConfig) -> dict[str, Any]:
     return patches
 
 
+def compiler_for(config: ModeloptConfig) -> CompileWith:
+    """What compiles a graph under a candidate's settings: Inductor's `compile_fx` with our
+    passes; `build=False` stops each planned graph before its kernels are built."""
+    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
+
+    ours = inductor_config_patches(config)
+
+    def compile_with(
+        graph: torch.fx.GraphModule,
+        inputs: Sequence[Any],
+        patches: dict[str, Any],
+        backward_layout_opt: bool = True,
+        build: bool = True,
+    ) -> Any:
+        inner_compile = compile_fx_inner
+        if not backward_layout_opt:
+            inner_compile = without_backward_layout_opt(inner_compile)
+        if not build:
+            inner_compile = stopping_after_plan(inner_compile)
+        # AOTAutograd's cache would also skip our pass on a hit.
+        with (
+            torch._functorch.config.patch(enable_autograd_cache=False),
+            contextlib.nullcontext() if build else planning_only(),
+        ):
+            return compile_fx(
+                graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}
+            )
+
+    return compile_with
+
+
 def modelopt_backend(
     gm: torch.fx.GraphModule,
     example_inputs: Sequence[Any],
@@ -72,25 +106,8 @@ def modelopt_backend(
     Options: see `ModeloptConfig`. `mode` (torch.compile's) keeps Inductor's meaning: modelopt
     has no modes of its own.
     """
-    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
-
     config = ModeloptConfig.from_options(options)
-    ours = inductor_config_patches(config)
-
-    def compile_with(
-        graph: torch.fx.GraphModule,
-        inputs: Sequence[Any],
-        patches: dict[str, Any],
-        backward_layout_opt: bool = True,
-    ) -> Any:
-        inner_compile = compile_fx_inner
-        if not backward_layout_opt:
-            inner_compile = without_backward_layout_opt(compile_fx_inner)
-        # AOTAutograd's cache would also skip our pass on a hit.
-        with torch._functorch.config.patch(enable_autograd_cache=False):
-            return compile_fx(
-                graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}
-            )
+    compile_with = compiler_for(config)
 
     planned_saves = None
     if config.plan_recomputation and saved_set.available():
@@ -137,42 +154,110 @@ def modelopt_backend(
             if compiled is not None:
                 return compiled
             decision_cache.forget(key)
-    trials: list[Trial] = []
+    chosen, settings = _search(options_to_try, gm, example_inputs, compile_with, config)
+    _publish(chosen, settings)
+    if key is not None and chosen.usable:
+        plan = recompute_plan_of(chosen)
+        decision_cache.store(key, decision_cache.Decision(chosen.candidate.name, plan, settings))
+    return chosen.compiled
+
+
+def _search(
+    options_to_try: Sequence[Candidate],
+    gm: torch.fx.GraphModule,
+    example_inputs: Sequence[Any],
+    compile_with: CompileWith,
+    config: ModeloptConfig,
+) -> tuple[Trial, dict[str, Any]]:
+    """Plan every candidate without building it, build the one the model chooses, and let
+    its measurement beside the defaults veto it (`decide.py`); the built choice and its
+    summary."""
+    overhead, tolerance = config.max_recompute_overhead, config.peak_tolerance
+    started = time.perf_counter()
+    planned: list[Trial] = []
+    built: dict[str, Trial] = {}
     skipped: dict[str, str] = {}
-
-    def time_now(some: Sequence[Trial], budget: float | None = None) -> str | None:
-        return time_trials(
-            some, example_inputs, config.timing_rounds, budget, config.peak_tolerance
-        )
-
-    not_timed: str | None = None
+    build_now = len(options_to_try) == 1  # nothing to compare it with
     with keeping_kernels():
-        for candidate in options_to_try:
-            prepare(candidate, trials, config.max_recompute_overhead, time_now)
+        for index, candidate in enumerate(options_to_try, 1):
+            prepare(candidate, planned, overhead)
             try:
-                trials.append(compile_trial(candidate, gm, example_inputs, compile_with))
+                trial = compile_trial(candidate, gm, example_inputs, compile_with, build=build_now)
             except saved_set.NothingToRecompute as reason:
                 skipped[candidate.name] = str(reason)
+                continue
             except Exception:
                 # Inductor's defaults must compile as under plain Inductor; an alternative
                 # may not.
                 if candidate.name == "default" or config.strict or len(options_to_try) == 1:
                     raise
                 log.info("modelopt: candidate %s did not compile", candidate.name, exc_info=True)
-        if len(trials) > 1:
-            retime_trials(trials)
-            not_timed = time_now(trials, config.max_recompute_overhead)
-            if not_timed is not None:
-                log.info("modelopt: candidates not run at compile time: %s", not_timed)
-    chosen = choose(trials, config.max_recompute_overhead, config.peak_tolerance)
+                continue
+            planned.append(trial)
+            if build_now:
+                built[candidate.name] = trial
+            log.info(
+                "modelopt: candidate %d of %d, %s: predicted peak %.2f MiB, modelled run time"
+                " %.4f s (%.1f s elapsed)",
+                index,
+                len(options_to_try),
+                candidate.name,
+                trial.predicted_peak_bytes / 2**20,
+                trial.estimated_runtime,
+                time.perf_counter() - started,
+            )
+        if len(planned) > 1:
+            retime_trials(planned)
+    seconds = {
+        "search": time.perf_counter() - started,
+        "solve": sum(r.solve_seconds for t in planned for r in t.reports),
+        "build": 0.0,
+        "timing": 0.0,
+    }
+
+    def build(trial: Trial) -> Trial:
+        """The trial's candidate compiled in full (its saved-set plan replayed), once."""
+        name = trial.candidate.name
+        if name not in built:
+            began = time.perf_counter()
+            candidate = replaying(trial.candidate, recompute_plan_of(trial))
+            try:
+                built[name] = compile_trial(candidate, gm, example_inputs, compile_with)
+            except Exception as exc:
+                if name == "default" or config.strict:
+                    raise
+                log.info("modelopt: candidate %s did not build", name, exc_info=True)
+                trial.run_error = f"did not build: {type(exc).__name__}: {exc}"
+                built[name] = trial
+            seconds["build"] += time.perf_counter() - began
+        return built[name]
+
+    not_timed: str | None = None if len(planned) > 1 else "one candidate only"
+    while True:
+        winner = choose(planned, overhead, tolerance)
+        compiled = build(winner)
+        if not compiled.usable or compiled.fell_back:
+            winner.run_error = winner.run_error or "fell back when built"
+            if winner is planned[0]:
+                break
+            continue
+        if winner is planned[0] or config.timing_rounds <= 0:
+            break
+        began = time.perf_counter()
+        not_timed = veto_by_timing(
+            compiled, build(planned[0]), example_inputs, config.timing_rounds, overhead
+        )
+        seconds["timing"] += time.perf_counter() - began
+        winner.veto, winner.run_error = compiled.veto, compiled.run_error
+        for field in ("measured_seconds", "measured_ratio", "measured_ratios", "measured_rounds"):
+            setattr(winner, field, getattr(compiled, field))
+        if winner.usable and winner.veto is None:
+            break
+        log.info("modelopt: %s dropped: %s", winner.candidate.name, winner.veto or winner.run_error)
     settings = summarize(
-        chosen, trials, config.max_recompute_overhead, skipped, not_timed, config.peak_tolerance
+        winner, planned, overhead, skipped, not_timed, tolerance, compile_seconds=seconds
     )
-    _publish(chosen, settings)
-    if key is not None and chosen.usable:
-        plan = next((r.details.get("recompute_plan") for r in chosen.reports), None)
-        decision_cache.store(key, decision_cache.Decision(chosen.candidate.name, plan, settings))
-    return chosen.compiled
+    return built[winner.candidate.name], settings
 
 
 def _compile_decided(
@@ -191,11 +276,7 @@ def _compile_decided(
     if isinstance(partitioner, saved_set.PlannedPartitioner):
         if decided.recompute_plan is None:
             return None
-        # a copy: the search that follows a failed replay must not replay
-        replaying = copy.copy(partitioner)
-        replaying.plans, replaying.replay = [], decided.recompute_plan
-        patches = {**candidate.inductor_patches, "custom_partitioner_fn": replaying}
-        candidate = dataclasses.replace(candidate, inductor_patches=patches)
+        candidate = replaying(candidate, decided.recompute_plan)
     try:  # no kernels kept: nothing is retimed
         trial = compile_trial(candidate, gm, example_inputs, compile_with)
     except Exception as exc:

@@ -3,25 +3,24 @@
 Order alone rarely moves the peak: in training it sits where the forward hands its saved
 activations to the backward, and there the compile settings decide (measured on CPU, Inductor
 2.14: ResNet-18's step peak 157 -> 122 MiB without layout optimization; ViT-B/16's 474 -> 362 MiB
-with an activation memory budget of 0.5). So for each graph we compile a few candidate settings,
-the backward eagerly too, plan each with our cost model (the one checked against the profiler),
-and keep the candidate with the lowest predicted peak whose estimated run time stays within
-`max_recompute_overhead` of Inductor's defaults; where several come within `peak_tolerance` of
-that lowest peak, the one with the least peak times run time. Ties go to the earlier candidate
-(the defaults come first), so without a predicted gain nothing changes.
+with an activation memory budget of 0.5). So for each graph we plan a few candidate settings, the
+backward eagerly too, without building their kernels (`inductor/plan_only.py`), and take the
+candidate with the lowest predicted peak (our cost model, checked against the profiler) whose
+modelled run time stays within `max_recompute_overhead` of Inductor's defaults; where several
+come within `peak_tolerance` of that lowest peak, the one with the least peak times run time.
+Ties go to the earlier candidate (the defaults come first), so without a predicted gain
+nothing changes. Only the winner is built. Where memory allows, it is then run beside the
+defaults, and a winner measured above the budget at 95% confidence (`timing.py`) gives way to
+the next by the same rule; a measurement never picks a candidate, so the same graph, inputs and
+options choose the same settings in every process up to the model's kernel timings.
 
-The run-time estimate on GPUs is Inductor's, or the time to issue the kernels where that is
-larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is each
-extern kernel's (convolution, matmul, attention) measured time plus the generated kernels'
-FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run 8.6%
-faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).
-All candidates' kernels are timed again side by side before the choice (`retime_trials`).
-
-Estimates miss what a setting costs outside the kernels they price (EfficientNet-B0 and
-GoogLeNet ran 5.7% and 6.3% slower than Inductor's defaults with settings estimated within 5%).
-So where memory allows, each candidate's compiled graph is run and timed at compile time
-(`timing.py`, `time_trials`), and the choice reads the measured ratio to the defaults; the
-estimates decide only where no candidate could be run.
+The run-time model on GPUs is Inductor's estimate, or the time to issue the kernels where that
+is larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is
+each extern kernel's (convolution, matmul, attention) measured time plus the generated
+kernels' FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run
+8.6% faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).
+All candidates' kernels are timed again side by side before the choice (`retime_trials`), so
+one kernel has one time in every candidate.
 
 Candidates:
 - "default": Inductor's own settings;
@@ -64,38 +63,44 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """One combination of compile settings to try. `backward_layout_opt`: False compiles the
-    backward without layout optimization (`inductor/backward_layout.py`)."""
+    """One combination of compile settings to try.
+
+    `backward_layout_opt`: False compiles the backward without layout optimization
+    (`inductor/backward_layout.py`). `recomputes`: it recomputes activations in the backward
+    (an activation budget or the planner's saved set), a run-time risk. `plans_saves_on`: for
+    the planner's saved set, the candidate whose compiled backward it is planned from."""
 
     name: str
     inductor_patches: dict[str, Any] = field(default_factory=dict)
     functorch_patches: dict[str, Any] = field(default_factory=dict)
     backward_layout_opt: bool = True
+    recomputes: bool = False
+    plans_saves_on: str | None = None
 
 
 #: the layout part of a candidate's name whose backward is compiled without layout optimization
 BACKWARD_NO_LAYOUT_OPT = "bw_no_layout_opt"
 
-CompileWith = Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any], bool], Any]
+CompileWith = Callable[[torch.fx.GraphModule, Sequence[Any], dict[str, Any], bool, bool], Any]
 
 
 @dataclass
 class Trial:
-    """A compiled candidate and what our cost model predicts for it."""
+    """A candidate, planned (and built, where `built`), and what our cost model predicts."""
 
     candidate: Candidate
     compiled: Callable[..., Any]
     reports: list[GraphReport]
-    # measured at compile time (`time_trials`): median seconds of a forward (and backward) run,
-    # and the median ratio to the defaults' run in the same round; None where not measured
+    built: bool = True
+    # measured at compile time beside the defaults (`veto_by_timing`): median seconds of a
+    # forward (and backward) run, and the per-round ratios to the defaults' run
     measured_seconds: float | None = None
     measured_ratio: float | None = None
-    # the upper quartile of those ratios: what the run-time budget is checked against
-    measured_ratio_high: float | None = None
-    # the per-round seconds and ratios those are read from (`record_rounds`)
     measured_rounds: list[float] = field(default_factory=list)
     measured_ratios: list[float] = field(default_factory=list)
-    # why running it at compile time failed; such a trial is never chosen
+    # why the measurement drops it (significantly over budget); such a trial is not chosen
+    veto: str | None = None
+    # why building or running it failed; such a trial is never chosen
     run_error: str | None = None
 
     @property
@@ -113,14 +118,11 @@ class Trial:
 
     def record_rounds(self, seconds: Sequence[float], ratios: Sequence[float]) -> None:
         """Add rounds' seconds and ratios to the defaults in the same rounds, and read the
-        medians and the ratios' upper quartile again."""
-        from .timing import UPPER_QUANTILE, quantile_of
-
+        medians again."""
         self.measured_rounds.extend(seconds)
         self.measured_ratios.extend(ratios)
         self.measured_seconds = statistics.median(self.measured_rounds)
-        self.measured_ratio = quantile_of(self.measured_ratios, 0.5)
-        self.measured_ratio_high = quantile_of(self.measured_ratios, UPPER_QUANTILE)
+        self.measured_ratio = statistics.median(self.measured_ratios)
 
     @property
     def fell_back(self) -> bool:
@@ -177,9 +179,22 @@ def candidates(
         for layout_name, inductor_patches, backward_layout_opt in variants:
             name = "+".join(n for n in (layout_name, budget_name) if n) or "default"
             patches = inductor_patches
+            plans_saves_on = None
             if budget_name == "planned_saves" and planned_saves is not None:
                 patches = {**inductor_patches, "custom_partitioner_fn": planned_saves()}
-            found.append(Candidate(name, patches, functorch_patches, backward_layout_opt))
+                # without recomputation a backward holds no convolution: a backward without
+                # layout optimization is the defaults' backward
+                plans_saves_on = layout_name if backward_layout_opt and layout_name else "default"
+            found.append(
+                Candidate(
+                    name,
+                    patches,
+                    functorch_patches,
+                    backward_layout_opt,
+                    recomputes=bool(budget_name),
+                    plans_saves_on=plans_saves_on,
+                )
+            )
     return found
 
 
@@ -220,8 +235,11 @@ def compile_trial(
     gm: torch.fx.GraphModule,
     example_inputs: Sequence[Any],
     compile_with: CompileWith,
+    build: bool = True,
 ) -> Trial:
-    """Compile a copy of `gm` under `candidate`, forward and backward now, collecting reports."""
+    """Compile a copy of `gm` under `candidate`, forward and backward now, collecting reports;
+    `build=False` stops each planned graph before its kernels are built
+    (`inductor/plan_only.py`): the trial can be compared, not run."""
     from .report import collect_reports
 
     functorch_patches = {"force_non_lazy_backward_lowering": True, **candidate.functorch_patches}
@@ -231,149 +249,115 @@ def compile_trial(
             example_inputs,
             candidate.inductor_patches,
             candidate.backward_layout_opt,
+            build,
         )
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if isinstance(partitioner, PlannedPartitioner) and partitioner.plans:
         for report in reports:
             report.details["recompute_plan"] = partitioner.plans[-1]
-    return Trial(candidate=candidate, compiled=compiled, reports=reports)
+    return Trial(candidate=candidate, compiled=compiled, reports=reports, built=build)
 
 
-def prepare(
-    candidate: Candidate,
-    trials: Sequence[Trial],
-    max_recompute_overhead: float,
-    time_now: Callable[[Sequence[Trial]], Any] | None = None,
-) -> None:
-    """Hand a "planned_saves" candidate's partitioner what the trials compiled so far show.
+def replaying(candidate: Candidate, recompute_plan: Any) -> Candidate:
+    """`candidate` with its planned saved set replayed from `recompute_plan` instead of solved
+    again (a copy: the partitioner of the search is left as it was); others unchanged."""
+    partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
+    if not isinstance(partitioner, PlannedPartitioner):
+        return candidate
+    copied = copy.copy(partitioner)
+    copied.plans, copied.replay = [], recompute_plan
+    patches = {**candidate.inductor_patches, "custom_partitioner_fn": copied}
+    return dataclasses.replace(candidate, inductor_patches=patches)
 
-    - The compiled backward of the same settings without it (compiled earlier: the defaults
-      come first), so the recomputation is planned on what that code allocates rather than on
-      the joint graph's estimate.
+
+def recompute_plan_of(trial: Trial) -> Any:
+    """The saved-set plan a trial was compiled with, or None."""
+    return next((r.details.get("recompute_plan") for r in trial.reports), None)
+
+
+def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhead: float) -> None:
+    """Hand a "planned_saves" candidate's partitioner what the trials planned so far show.
+
+    - The compiled backward of the settings it is planned on (`plans_saves_on`, planned
+      earlier: the defaults come first), so the recomputation is planned on what that code
+      allocates rather than on the joint graph's estimate.
     - Its budget in seconds, where both that trial and the defaults were estimated by our CPU
       model (the unit the partitioner prices operations in): what `choose` will allow, less
       what the settings without it already add (no layout optimization can cost time too).
-      `time_now` (`time_trials` bound to the inputs) runs that trial beside the defaults
-      first: where it measured slower than estimated, the budget shrinks to what the
-      measurement leaves (its share of the defaults' estimate).
     """
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if not isinstance(partitioner, PlannedPartitioner):
         return
-    without = candidate.name.replace("+planned_saves", "").replace("planned_saves", "")
-    # without recomputation the backward holds no convolution: it is the defaults' backward
-    without = "" if without == BACKWARD_NO_LAYOUT_OPT else without
     for trial in trials:
-        if trial.candidate.name == (without or "default"):
-            for report in trial.reports:
-                if report.graph_kind == "backward" and "boundary" in report.details:
-                    partitioner.boundary = report.details["boundary"]
-            usable = [t for t in trials if t.usable]
-            if usable and all(
-                r.details.get("runtime_model") == "cpu"
-                for t in (usable[0], trial)
-                for r in t.reports
-            ):
-                pair = [usable[0]] if trial is usable[0] else [usable[0], trial]
-                retime_trials(pair)
-                allowed = usable[0].estimated_runtime * (1.0 + max_recompute_overhead)
-                budget = allowed - trial.estimated_runtime
-                if time_now is not None and len(pair) == 2:
-                    time_now(pair)
-                    if trial.measured_ratio_high is not None:
-                        left = measured_limit(max_recompute_overhead) - trial.measured_ratio_high
-                        budget = min(budget, left * usable[0].estimated_runtime)
-                partitioner.budget_seconds = budget
+        if trial.candidate.name != candidate.plans_saves_on:
+            continue
+        for report in trial.reports:
+            if report.graph_kind == "backward" and "boundary" in report.details:
+                partitioner.boundary = report.details["boundary"]
+        usable = [t for t in trials if t.usable]
+        if usable and all(
+            r.details.get("runtime_model") == "cpu" for t in (usable[0], trial) for r in t.reports
+        ):
+            retime_trials([usable[0]] if trial is usable[0] else [usable[0], trial])
+            allowed = usable[0].estimated_runtime * (1.0 + max_recompute_overhead)
+            partitioner.budget_seconds = allowed - trial.estimated_runtime
 
 
-def time_trials(
-    trials: Sequence[Trial],
+def veto_by_timing(
+    trial: Trial,
+    defaults: Trial,
     example_inputs: Sequence[Any],
     rounds: int,
-    max_recompute_overhead: float | None = None,
-    peak_tolerance: float = 0.0,
+    max_recompute_overhead: float,
 ) -> str | None:
-    """Run the usable trials side by side at compile time (`timing.py`) and set their measured
-    seconds and ratio to the first (the defaults); a trial that fails to run gets `run_error`.
-    Returns why nothing was measured, or None.
+    """Run the built `trial` beside the built `defaults`, `rounds` rounds at a time, and set
+    `trial.veto` where its ratio to the defaults is above the run-time budget (less
+    `timing.REAL_STEP_MARGIN`) at `timing.VETO_CONFIDENCE` (a one-sided sign test). A batch
+    whose median is inside the budget ends the test, the trial kept; otherwise up to
+    `MAX_ROUND_BATCHES` batches are run before it is kept for want of evidence (GoogLeNet's
+    layout choice read +5.1% over seven rounds at compile time and +1.5% over fifteen turns in
+    the paired bench: `bench/results/step_times_paired_googlenet.md`). A trial that fails to
+    run gets `run_error`. Returns why nothing was measured, or None."""
+    from .timing import (
+        VETO_CONFIDENCE,
+        device_of,
+        sign_test_p_value,
+        step_of,
+        time_steps,
+        why_not_timed,
+    )
 
-    With `max_recompute_overhead`, trials whose rounds leave it open whether they are within
-    that budget, and which would be chosen if they were (`contested`), are run again beside the
-    defaults, `rounds` more rounds at a time, up to `MAX_ROUND_BATCHES` batches in all: on this
-    2-core VM, GoogLeNet's layout choice measured +5.1% over seven rounds at compile time and
-    +1.5% against the defaults over fifteen turns in the paired bench
-    (`bench/results/step_times_paired_googlenet.md`)."""
-    from .timing import device_of, step_of, why_not_timed
-
-    usable = [t for t in trials if t.usable]
-    if len(usable) < 2:
-        return "one candidate only"
-    reason = why_not_timed(example_inputs, max(t.predicted_peak_bytes for t in usable), rounds)
+    peak = max(trial.predicted_peak_bytes, defaults.predicted_peak_bytes)
+    reason = why_not_timed(example_inputs, peak, rounds)
     if reason is not None:
         return reason
-    steps = {id(t): step_of(t.compiled, example_inputs) for t in usable}
-    reason = _time_rounds(usable, steps, rounds, device_of(example_inputs))
-    if reason is not None or max_recompute_overhead is None:
-        return reason
-    for _ in range(MAX_ROUND_BATCHES - 1):
-        again = contested(usable, max_recompute_overhead, peak_tolerance)
-        if not again:
-            break
-        log.info(
-            "modelopt: timing %s again: within the run-time budget in some rounds only",
-            ", ".join(t.candidate.name for t in again),
-        )
-        _time_rounds([usable[0], *again], steps, rounds, device_of(example_inputs))
-    return None
-
-
-# batches of rounds a contested trial may be timed in (the first included)
-MAX_ROUND_BATCHES = 3
-
-
-def _time_rounds(
-    trials: Sequence[Trial],
-    steps: dict[int, Callable[[], None]],
-    rounds: int,
-    device: torch.device,
-) -> str | None:
-    """One batch of rounds of `trials` (the defaults first); adds their ratios."""
-    from .timing import time_steps
-
-    timing = time_steps([steps[id(t)] for t in trials], rounds, device)
-    if 0 in timing.failed:
-        return f"the defaults failed to run: {timing.failed[0]}"
-    for index, trial in enumerate(trials):
-        if index in timing.failed:
-            trial.run_error = timing.failed[index]
-            log.info(
-                "modelopt: candidate %s failed to run: %s", trial.candidate.name, trial.run_error
-            )
-            continue
-        trial.record_rounds([r[index] for r in timing.rounds], timing.ratios_to_first(index))
-    return None
-
-
-def contested(
-    trials: Sequence[Trial], max_recompute_overhead: float, peak_tolerance: float = 0.0
-) -> list[Trial]:
-    """Measured trials that would replace the current choice if within the run-time budget,
-    and whose rounds leave that open: the budget lies between their lower and upper
-    quartile."""
-    from .timing import UPPER_QUANTILE, quantile_of
-
-    chosen = choose(trials, max_recompute_overhead, peak_tolerance)
+    steps = [step_of(defaults.compiled, example_inputs), step_of(trial.compiled, example_inputs)]
     limit = measured_limit(max_recompute_overhead)
-    found = []
-    for trial in trials[1:]:
-        if trial is chosen or not (trial.usable and trial.measured_ratios):
-            continue
-        low = quantile_of(trial.measured_ratios, 1.0 - UPPER_QUANTILE)
-        high = quantile_of(trial.measured_ratios, UPPER_QUANTILE)
-        would_win = choose(trials, max_recompute_overhead, peak_tolerance, assume_affordable=trial)
-        if would_win is trial and low <= limit < high:
-            found.append(trial)
-    return found
+    for _ in range(MAX_ROUND_BATCHES):
+        timing = time_steps(steps, rounds, device_of(example_inputs))
+        if 0 in timing.failed:
+            return f"the defaults failed to run: {timing.failed[0]}"
+        if 1 in timing.failed:
+            trial.run_error = timing.failed[1]
+            log.info("modelopt: %s failed to run: %s", trial.candidate.name, trial.run_error)
+            return None
+        trial.record_rounds([r[1] for r in timing.rounds], timing.ratios_to_first(1))
+        p_value = sign_test_p_value(trial.measured_ratios, limit)
+        if p_value < 1.0 - VETO_CONFIDENCE:
+            trial.veto = (
+                f"measured {trial.measured_ratio:.3f} of the defaults' run time over"
+                f" {len(trial.measured_ratios)} rounds, above {limit:.3f} at"
+                f" {VETO_CONFIDENCE:.0%} confidence (sign test, p={p_value:.3f})"
+            )
+            return None
+        if trial.measured_ratio is not None and trial.measured_ratio <= limit:
+            return None
+    return None
+
+
+# batches of rounds a winner whose median is over the budget may be timed in (the first
+# included) before it is kept for want of significance
+MAX_ROUND_BATCHES = 3
 
 
 def retime_trials(trials: Sequence[Trial]) -> None:
@@ -395,54 +379,43 @@ def retime_trials(trials: Sequence[Trial]) -> None:
 
 
 def choose(
-    trials: Sequence[Trial],
-    max_recompute_overhead: float,
-    peak_tolerance: float = 0.0,
-    *,
-    assume_affordable: Trial | None = None,
+    trials: Sequence[Trial], max_recompute_overhead: float, peak_tolerance: float = 0.0
 ) -> Trial:
-    """The trial with the lowest predicted peak within the run-time budget; among those whose
-    peak is within `peak_tolerance` of that lowest one, the one with the least peak times run
-    time (so a higher peak must buy at least as large a share of the step); ties: the lower
-    peak, then the first.
+    """The trial with the lowest predicted peak whose modelled run time is within the budget;
+    among those whose peak is within `peak_tolerance` of that lowest one, the one with the
+    least peak times modelled run time (so a higher peak must buy at least as large a share of
+    the step); ties: the lower peak, then the first. Trials vetoed by their measurement
+    (`veto_by_timing`) are left out; a measurement picks nothing.
 
-    Within budget: the upper quartile of the per-round ratios to the defaults where both were
-    run at compile time (within budget, less `timing.REAL_STEP_MARGIN`, in three rounds of
-    four), else the estimated run time. Run time: the median measured ratio where all those
-    trials were run, else the estimate. The tolerance is there because a percent of peak is
-    worth less than a tenth of the step: MobileNet-v2 (batch 8, CPU) chose
-    no_layout_opt+planned_saves, 30.10 MiB at +1.6% over the defaults' step, where budget 0.5
-    gave 30.44 MiB at -13% (one compile's report, read by a script outside bench/). The product
-    keeps noise from trading peak for nothing: a plan 0.3% higher and 0.2% faster does not win
-    (GPT-2 in the paired bench at code 8946a78, where the faster one alone decided).
-
-    `assume_affordable`: count that trial within budget whatever its run time (`contested`
-    asks whether it would be chosen if it were)."""
+    Within budget: the modelled run time at most `1 + max_recompute_overhead` times the
+    defaults'; where the defaults have no estimate, only candidates that recompute nothing.
+    The tolerance is there because a percent of peak is worth less than a tenth of the step:
+    MobileNet-v2 (batch 8, CPU) chose no_layout_opt+planned_saves, 30.10 MiB at +1.6% over the
+    defaults' step, where budget 0.5 gave 30.44 MiB at -13% (one compile's report, read by a
+    script outside bench/). The product keeps a plan 0.3% higher and 0.2% faster from winning
+    (GPT-2 in the paired bench at code 8946a78, where the faster one alone decided)."""
     usable = [t for t in trials if t.usable] or list(trials)
     baseline = usable[0]
     budget = baseline.estimated_runtime * (1.0 + max_recompute_overhead)
 
     def affordable(trial: Trial) -> bool:
-        if trial is baseline or trial is assume_affordable:
+        if trial is baseline:
             return True
-        if trial.measured_ratio_high is not None and baseline.measured_ratio is not None:
-            return trial.measured_ratio_high <= measured_limit(max_recompute_overhead)
+        if trial.veto is not None:
+            return False
         if baseline.estimated_runtime <= 0:
-            return "budget" not in trial.candidate.name  # no estimate: take no recompute risk
+            return not trial.candidate.recomputes  # no estimate: take no recompute risk
         return trial.estimated_runtime <= budget
 
     within = [t for t in usable if affordable(t)]
     lowest = min(t.predicted_peak_bytes for t in within)
     near = [t for t in within if t.predicted_peak_bytes <= lowest * (1.0 + peak_tolerance)]
-    measured = all(t.measured_ratio is not None for t in near)
     estimated = all(t.estimated_runtime > 0 for t in near)
 
     def runtime(trial: Trial) -> float:
-        if peak_tolerance <= 0.0:
-            return 1.0  # strict: the lowest peak, then the first
-        if measured and trial.measured_ratio is not None:
-            return trial.measured_ratio
-        return trial.estimated_runtime if estimated else 1.0
+        if peak_tolerance <= 0.0 or not estimated:
+            return 1.0  # the lowest peak, then the first
+        return trial.estimated_runtime
 
     # `min` keeps the first of equals
     return min(near, key=lambda t: (t.predicted_peak_bytes * runtime(t), t.predicted_peak_bytes))
@@ -461,6 +434,13 @@ def _why(
     if peak_tolerance > 0:
         near = f" (of those within {peak_tolerance:.0%}, the least peak times run time)"
     budget = "" if max_recompute_overhead is None else f" +{max_recompute_overhead:.0%}"
+    vetoed = [t for t in trials if t.veto is not None]
+    measured = ""
+    if vetoed:
+        names = ", ".join(f"{t.candidate.name} ({t.veto})" for t in vetoed)
+        measured = f"; dropped by its measurement: {names}"
+    if chosen.measured_ratio is not None:
+        measured += f"; measured {chosen.measured_ratio:.3f} of the defaults' run time"
     if default is None or chosen is default:
         lower = [t for t in trials if t.predicted_peak_bytes < chosen.predicted_peak_bytes]
         if not lower:
@@ -468,27 +448,20 @@ def _why(
                 f"no alternative of {len(trials) - 1} predicted lower than the defaults"
                 f" ({chosen.predicted_peak_bytes / mib:.2f} MiB)"
             )
-        names = ", ".join(t.candidate.name for t in lower)
+        names = ", ".join(t.candidate.name for t in lower if t.veto is None)
         slower = ""
         if peak_tolerance > 0:
             slower = f", or within {peak_tolerance:.0%} of the defaults' peak and slower by more"
             slower += " than they save"
         return (
-            f"defaults kept: {names} predicted lower but over the{budget} run-time budget"
-            f" ({_runtime_basis(trials)}){slower}, or failed to compile or run"
+            f"defaults kept: {names or 'none'} predicted lower but over the{budget} run-time"
+            f" budget (modelled run times){slower}, or failed to compile or run{measured}"
         )
     return (
-        f"lowest predicted peak{near} within the{budget} run-time budget"
-        f" ({_runtime_basis(trials)}):"
+        f"lowest predicted peak{near} within the{budget} run-time budget (modelled run times):"
         f" {chosen.predicted_peak_bytes / mib:.2f} MiB against"
-        f" {default.predicted_peak_bytes / mib:.2f} MiB with the defaults"
+        f" {default.predicted_peak_bytes / mib:.2f} MiB with the defaults{measured}"
     )
-
-
-def _runtime_basis(trials: Sequence[Trial]) -> str:
-    if any(t.measured_ratio is not None for t in trials):
-        return "run times measured at compile time"
-    return "estimated run times"
 
 
 def summarize(
@@ -498,23 +471,27 @@ def summarize(
     skipped: dict[str, str] | None = None,
     not_timed: str | None = None,
     peak_tolerance: float = 0.0,
+    compile_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """What was tried and why the chosen one won, for every report of the chosen trial.
 
-    `skipped`: candidates not compiled, with the reason (a recomputation plan that changes
-    nothing); `not_timed`: why the candidates were not run at compile time.
+    `skipped`: candidates not planned, with the reason (a recomputation plan that changes
+    nothing); `not_timed`: why the winner was not run beside the defaults at compile time;
+    `compile_seconds`: the search's seconds by stage ("search": planning every candidate
+    without building it, "solve": the planner's share of that, "build": generating and
+    compiling the kernels of what was built, "timing": running the winner beside the
+    defaults).
 
     `predicted_overhead` is the chosen settings' run time over the defaults' (minus one): the
-    ratio measured at compile time where there is one (`measured_overhead`), else the estimated
+    ratio measured at compile time where there is one (`measured_overhead`), else the modelled
     one (`estimated_overhead`); `measure_step` and the bench measure it on the real step.
     """
     default = next((t for t in trials if t.candidate.name == "default"), None)
     estimated = measured = None
     if default is not None and default.estimated_runtime > 0:
         estimated = chosen.estimated_runtime / default.estimated_runtime - 1.0
-    if default is not None and default.measured_ratio is not None:
-        if chosen.measured_ratio is not None:
-            measured = chosen.measured_ratio - 1.0
+    if chosen.measured_ratio is not None:
+        measured = chosen.measured_ratio - 1.0
     return {
         "chosen": chosen.candidate.name,
         "why": _why(chosen, default, trials, max_recompute_overhead, peak_tolerance),
@@ -522,6 +499,7 @@ def summarize(
         "estimated_overhead": estimated,
         "measured_overhead": measured,
         "not_timed": not_timed,
+        "compile_seconds": dict(compile_seconds or {}),
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,
@@ -530,8 +508,8 @@ def summarize(
                 "estimated_runtime": t.estimated_runtime,
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,
-                "measured_ratio_high": t.measured_ratio_high,
                 "timed_rounds": len(t.measured_ratios),
+                "veto": t.veto,
                 "fell_back": t.fell_back,
                 "run_error": t.run_error,
             }

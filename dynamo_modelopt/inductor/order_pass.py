@@ -56,6 +56,7 @@ from ..planner import (
 from ..report import GraphReport, add_report
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
+from .plan_only import stop_if_planning_only
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -451,6 +452,11 @@ def _account_emitted_code(
         if config.arena != "off":
             arena_options = arena_candidates_or_reason(wrapper, problem, steps, report, config)
         result = inductor_passes(is_inference)
+        account(arena_options)
+        stop_if_planning_only()  # a candidate being compared is not built further
+        return result
+
+    def account(arena_options: Any) -> None:
         try:
             reuses = dict(wrapper.reuses)
             reuses.update(
@@ -465,7 +471,7 @@ def _account_emitted_code(
             log.warning(
                 "modelopt: could not account the emitted code of %s: %s", report.graph_name, exc
             )
-            return result
+            return
         report.emitted_peak_bytes = max(profile, default=0)
         report.details["inplace_reuses"] = len(wrapper.reuses)
         report.details["peak"] = where_is_the_peak(emitted, order)
@@ -485,7 +491,6 @@ def _account_emitted_code(
             report.details["peak_if_outputs_held"] = max(
                 (live + more for live, more in zip(profile, extra, strict=True)), default=0
             )
-        return result
 
     wrapper.run_wrapper_ir_passes = run_passes
 

@@ -220,25 +220,20 @@ def test_peaks_within_the_tolerance_go_to_the_least_peak_times_run_time() -> Non
     tolerance, or with it at 0, the lowest peak wins again; a peak higher by more than the
     time it saves (GPT-2's case: 0.3% for 0.2%) does not win."""
     default = _trial("default", 1000, 1.0)
-    slower_lowest = _trial("slower_lowest", 700, 1.0)
-    faster_near = _trial("faster_near", 710, 1.0)
-    for trial, ratio in ((default, 1.0), (slower_lowest, 1.02), (faster_near, 0.87)):
-        trial.measured_ratio = trial.measured_ratio_high = ratio
+    slower_lowest = _trial("slower_lowest", 700, 1.02)
+    faster_near = _trial("faster_near", 710, 0.87)
     trials = [default, slower_lowest, faster_near]
     assert choose(trials, 0.05, peak_tolerance=0.02) is faster_near
     assert choose(trials, 0.05, peak_tolerance=0.0) is slower_lowest
     assert choose(trials, 0.05, peak_tolerance=0.01) is slower_lowest  # 1.4% apart
     summary = summarize(faster_near, trials, 0.05, peak_tolerance=0.02)
     assert "within 2%, the least peak times run time" in summary["why"]
-    # a faster trial over the run-time budget is not within budget at all
-    faster_near.measured_ratio_high = 1.08
+    # a faster trial its measurement dropped is not within budget at all
+    faster_near.veto = "measured over budget"
     assert choose(trials, 0.05, peak_tolerance=0.02) is slower_lowest
     # a little faster for a little more: not enough
-    lowest, barely_faster = _trial("default", 1000, 1.0), _trial("a", 1003, 1.0)
-    lowest.measured_ratio = lowest.measured_ratio_high = 1.0
-    barely_faster.measured_ratio = barely_faster.measured_ratio_high = 0.998
+    lowest, barely_faster = _trial("default", 1000, 1.0), _trial("a", 1003, 0.998)
     assert choose([lowest, barely_faster], 0.05, peak_tolerance=0.02) is lowest
-    # without measurements the estimates rank them
     estimated = [_trial("default", 1000, 1.0), _trial("a", 700, 1.04), _trial("b", 705, 1.01)]
     assert choose(estimated, 0.05, peak_tolerance=0.02).candidate.name == "b"
     # a lower peak within the tolerance, slower by more than it saves: the defaults stay;
@@ -418,7 +413,12 @@ def test_planned_saves_get_the_budget_the_settings_without_them_leave(model: str
     for trial in (default, no_layout):
         trial.reports[0].details["runtime_model"] = model
     partitioner = PlannedPartitioner(0.05)
-    combined = Candidate("no_layout_opt+planned_saves", {"custom_partitioner_fn": partitioner})
+    combined = Candidate(
+        "no_layout_opt+planned_saves",
+        {"custom_partitioner_fn": partitioner},
+        recomputes=True,
+        plans_saves_on="no_layout_opt",
+    )
     prepare(combined, [default, no_layout], max_recompute_overhead=0.05)
     if model == "cpu":
         assert partitioner.budget_seconds == pytest.approx(0.02)
