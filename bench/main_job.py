@@ -93,8 +93,12 @@ def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / MIB:.2f}"
 
 
-def format_output(results: Sequence[ModeResult], context: str, device: str) -> list[str]:
-    """The lines `main_job` prints: the table first, then what its columns mean.
+def format_output(
+    results: Sequence[ModeResult], context: str, device: str, max_lines: int = 39
+) -> list[str]:
+    """The lines `main_job` prints: the table first, then what its columns mean, at most
+    `max_lines` in all (graph rows beyond that are counted in one row per mode; every graph is
+    in `dynamo_modelopt.get_reports()`).
 
     Pure (no torch calls), so it is tested on made-up results."""
     columns = (
@@ -107,28 +111,28 @@ def format_output(results: Sequence[ModeResult], context: str, device: str) -> l
         text = "  ".join(f"{c:{fmt}}" for c, (_, fmt) in zip(cells, columns, strict=True))
         return text.rstrip()
 
-    header = line([name for name, _ in columns])
-    lines = [header, "-" * len(header)]
-    notes: list[str] = []
+    blocks: list[tuple[str, str, list[str]]] = []  # per mode: mode, measured row, graph rows
+    fallbacks: list[str] = []
     for res in results:
         ratio = res.modelopt_bytes / res.inductor_bytes if res.inductor_bytes else float("nan")
-        lines.append(
-            line([res.mode, "step measured", "-", _mib(res.inductor_bytes),
-                  _mib(res.modelopt_bytes), f"{ratio:.3f}", "-", "-", "", "", ""])
+        measured = line(
+            [res.mode, "step measured", "-", _mib(res.inductor_bytes), _mib(res.modelopt_bytes),
+             f"{ratio:.3f}", "-", "-", "", "", ""]
         )  # fmt: skip
+        graphs = []
         for r in res.reports:
             settings = (r.details or {}).get("settings", {}).get("chosen", "")
-            lines.append(
+            graphs.append(
                 line([res.mode, r.graph_name, str(r.num_nodes), _mib(r.inductor_peak_bytes),
                       _mib(r.planned_peak_bytes), "", _mib(r.lower_bound_bytes),
                       _mib(r.emitted_peak_bytes), f"{r.solver}/{r.status}",
                       f"{r.solve_seconds:.2f}", settings])
             )  # fmt: skip
             if r.fallback_reason:
-                notes.append(f"fallback in {res.mode} {r.graph_name}: {r.fallback_reason}")
+                fallbacks.append(f"{res.mode} {r.graph_name}: {r.fallback_reason}")
+        blocks.append((res.mode, measured, graphs))
     meter = "kineto profiler" if device == "cpu" else "CUDA allocator"
-    lines += [
-        "",
+    explanations = [
         context,
         f"MiB. 'step measured': peak of one call above the level before it ({meter}),",
         "  train = forward + backward of the loss, inference = one call under no_grad;",
@@ -137,9 +141,27 @@ def format_output(results: Sequence[ModeResult], context: str, device: str) -> l
         "  own order, modelopt = the planned order, bound = lower bound over all orders,",
         "  emitted = peak of what the generated code allocates in our order,",
         '  settings = the compile settings chosen for the graph (settings="auto").',
-        *notes,
     ]
-    return lines
+    if len(fallbacks) == 1:
+        explanations.append(f"fallback to plain Inductor in {fallbacks[0]}")
+    elif fallbacks:
+        explanations.append(
+            f"{len(fallbacks)} graphs fell back to plain Inductor; first: {fallbacks[0]}"
+        )
+    # header, rule, blank line, explanations and one measured row per mode are always printed
+    room = max_lines - 3 - len(explanations) - len(blocks)
+    if sum(len(graphs) for _, _, graphs in blocks) > room:
+        keep = max(0, room // max(1, len(blocks)) - 1)  # and one row counting the rest
+        blocks = [
+            (mode, measured, graphs if len(graphs) <= keep + 1 else
+             [*graphs[:keep], f"{mode:<10}  (+{len(graphs) - keep} more graphs)"])
+            for mode, measured, graphs in blocks
+        ]  # fmt: skip
+    header = line([name for name, _ in columns])
+    lines = [header, "-" * len(header)]
+    for _, measured, graphs in blocks:
+        lines += [measured, *graphs]
+    return [*lines, "", *explanations]
 
 
 def run(model_name: str, options: dict, device: str) -> None:

@@ -43,5 +43,26 @@ def test_table_comes_first_then_explanations_under_40_lines() -> None:
     # explanations only after the table
     assert after[0] == "model: gpt2  device: cpu"
     assert any("kineto" in text for text in after)
-    assert after[-1] == "fallback in inference inference_3: oops"
+    assert after[-1] == "fallback to plain Inductor in inference inference_3: oops"
     assert not any("kineto" in text or "fallback" in text for text in lines[:blank])
+
+
+def test_many_graphs_are_counted_not_listed_beyond_40_lines() -> None:
+    """Graph breaks make many graphs: the output stays under 40 lines, measured rows kept."""
+    many = [_report(f"forward_{i}", "forward") for i in range(30)]
+    results = [
+        ModeResult("train", 350 * MIB, 210 * MIB, many),
+        ModeResult("inference", 6 * MIB, 6 * MIB, many[:20]),
+    ]
+    lines = format_output(results, "model: gpt2  device: cpu", "cpu")
+    assert len(lines) < 40
+    table = lines[2 : lines.index("")]
+    assert [row.split()[:3] for row in table if "measured" in row] == [
+        ["train", "step", "measured"],
+        ["inference", "step", "measured"],
+    ]
+    more = [row for row in table if "more graphs" in row]
+    assert len(more) == 2
+    shown = sum(1 for row in table if "forward_" in row)
+    assert shown + sum(int(row.split("(+")[1].split()[0]) for row in more) == 50
+    assert lines[lines.index("") + 1] == "model: gpt2  device: cpu"
