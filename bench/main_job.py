@@ -2,10 +2,12 @@
 
     python -m bench.main_job [--model gpt2|resnet18] [--time-limit 10]
 
-For a training step (forward + backward of the loss) and an inference call it prints the
-measured peak memory of each backend (kineto profiler on CPU, `max_memory_allocated` on CUDA),
-then one row per graph modelopt compiled: Inductor's planned peak, ours, the lower bound, the
-peak of the code as emitted, solver, status and solve time. Random weights, no downloads.
+For a training step (forward + backward of the loss) and an inference call it prints one table:
+per mode, the measured peak memory of each backend (kineto profiler on CPU,
+`max_memory_allocated` on CUDA), then one row per graph modelopt compiled (Inductor's planned
+peak, ours, the lower bound, the peak of the code as emitted, solver, status, solve time and
+chosen settings); what the columns mean comes after the table, under 40 lines in all.
+Random weights, no downloads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch._dynamo
@@ -75,13 +79,95 @@ def measure(step: Callable[[], object], device: str) -> int:
     return kineto_peak_bytes(step)
 
 
+@dataclass
+class ModeResult:
+    """One mode's measured peaks (bytes) and the reports of the graphs modelopt compiled."""
+
+    mode: str
+    inductor_bytes: int
+    modelopt_bytes: int
+    reports: Sequence[Any] = field(default_factory=list)
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / MIB:.2f}"
+
+
+def format_output(
+    results: Sequence[ModeResult], context: str, device: str, max_lines: int = 39
+) -> list[str]:
+    """The lines `main_job` prints: the table first, then what its columns mean, at most
+    `max_lines` in all (graph rows beyond that are counted in one row per mode; every graph is
+    in `dynamo_modelopt.get_reports()`).
+
+    Pure (no torch calls), so it is tested on made-up results."""
+    columns = (
+        ("mode", "<10"), ("row", "<14"), ("nodes", ">6"), ("Inductor", ">10"),
+        ("modelopt", ">10"), ("ratio", ">7"), ("bound", ">9"), ("emitted", ">9"),
+        ("solver/status", "<22"), ("solve s", ">8"), ("settings", "<0"),
+    )  # fmt: skip
+
+    def line(cells: Sequence[str]) -> str:
+        text = "  ".join(f"{c:{fmt}}" for c, (_, fmt) in zip(cells, columns, strict=True))
+        return text.rstrip()
+
+    blocks: list[tuple[str, str, list[str]]] = []  # per mode: mode, measured row, graph rows
+    fallbacks: list[str] = []
+    for res in results:
+        ratio = res.modelopt_bytes / res.inductor_bytes if res.inductor_bytes else float("nan")
+        measured = line(
+            [res.mode, "step measured", "-", _mib(res.inductor_bytes), _mib(res.modelopt_bytes),
+             f"{ratio:.3f}", "-", "-", "", "", ""]
+        )  # fmt: skip
+        graphs = []
+        for r in res.reports:
+            settings = (r.details or {}).get("settings", {}).get("chosen", "")
+            graphs.append(
+                line([res.mode, r.graph_name, str(r.num_nodes), _mib(r.inductor_peak_bytes),
+                      _mib(r.planned_peak_bytes), "", _mib(r.lower_bound_bytes),
+                      _mib(r.emitted_peak_bytes), f"{r.solver}/{r.status}",
+                      f"{r.solve_seconds:.2f}", settings])
+            )  # fmt: skip
+            if r.fallback_reason:
+                fallbacks.append(f"{res.mode} {r.graph_name}: {r.fallback_reason}")
+        blocks.append((res.mode, measured, graphs))
+    meter = "kineto profiler" if device == "cpu" else "CUDA allocator"
+    explanations = [
+        context,
+        f"MiB. 'step measured': peak of one call above the level before it ({meter}),",
+        "  train = forward + backward of the loss, inference = one call under no_grad;",
+        "  ratio = modelopt / Inductor (below 1: modelopt used less memory).",
+        "Graph rows: modelopt's cost model of each graph it compiled. Inductor = Inductor's",
+        "  own order, modelopt = the planned order, bound = lower bound over all orders,",
+        "  emitted = peak of what the generated code allocates in our order,",
+        '  settings = the compile settings chosen for the graph (settings="auto").',
+    ]
+    if len(fallbacks) == 1:
+        explanations.append(f"fallback to plain Inductor in {fallbacks[0]}")
+    elif fallbacks:
+        explanations.append(
+            f"{len(fallbacks)} graphs fell back to plain Inductor; first: {fallbacks[0]}"
+        )
+    # header, rule, blank line, explanations and one measured row per mode are always printed
+    room = max_lines - 3 - len(explanations) - len(blocks)
+    if sum(len(graphs) for _, _, graphs in blocks) > room:
+        keep = max(0, room // max(1, len(blocks)) - 1)  # and one row counting the rest
+        blocks = [
+            (mode, measured, graphs if len(graphs) <= keep + 1 else
+             [*graphs[:keep], f"{mode:<10}  (+{len(graphs) - keep} more graphs)"])
+            for mode, measured, graphs in blocks
+        ]  # fmt: skip
+    header = line([name for name, _ in columns])
+    lines = [header, "-" * len(header)]
+    for _, measured, graphs in blocks:
+        lines += [measured, *graphs]
+    return [*lines, "", *explanations]
+
+
 def run(model_name: str, options: dict, device: str) -> None:
     template, call = build(model_name)
     template = template.to(device)
-    print(
-        f"model: {model_name}  device: {device}  torch {torch.__version__}  "
-        f"python {platform.python_version()}  options: {options}"
-    )
+    results: list[ModeResult] = []
     for mode in ("train", "inference"):
         measured: dict[str, int] = {}
         reports: list[dynamo_modelopt.GraphReport] = []
@@ -109,33 +195,12 @@ def run(model_name: str, options: dict, device: str) -> None:
             measured[backend] = measure(step, device)
             if backend == "modelopt":
                 reports = dynamo_modelopt.get_reports()
-        ratio = (
-            measured["modelopt"] / measured["inductor"] if measured["inductor"] else float("nan")
-        )
-        print(
-            f"\n== {mode}: measured peak ({'kineto' if device == 'cpu' else 'CUDA allocator'})"
-            f"  Inductor {measured['inductor'] / MIB:.2f} MiB"
-            f"  modelopt {measured['modelopt'] / MIB:.2f} MiB  ratio {ratio:.3f}"
-        )
-        header = (
-            f"{'graph':<12}{'nodes':>6}{'Inductor plan':>15}{'modelopt plan':>15}"
-            f"{'lower bound':>13}{'emitted':>10}  {'solver/status':<22}{'solve s':>8}"
-        )
-        print(header)
-        print("-" * len(header))
-        for r in reports:
-            emitted = "-" if r.emitted_peak_bytes is None else f"{r.emitted_peak_bytes / MIB:.2f}"
-            print(
-                f"{r.graph_name:<12}{r.num_nodes:>6}{r.inductor_peak_bytes / MIB:>15.2f}"
-                f"{r.planned_peak_bytes / MIB:>15.2f}{r.lower_bound_bytes / MIB:>13.2f}"
-                f"{emitted:>10}  {r.solver + '/' + r.status:<22}{r.solve_seconds:>8.2f}"
-            )
-            if r.fallback_reason:
-                print(f"    fallback: {r.fallback_reason}")
-    print(
-        "\nPlanned figures are MiB from modelopt's cost model of each graph; 'emitted' is the "
-        "peak of what the generated code allocates in our order."
+        results.append(ModeResult(mode, measured["inductor"], measured["modelopt"], reports))
+    context = (
+        f"model: {model_name}  device: {device}  torch {torch.__version__}  "
+        f"python {platform.python_version()}  options: {options}"
     )
+    print("\n".join(format_output(results, context, device)))
 
 
 def main() -> None:
