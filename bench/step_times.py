@@ -103,6 +103,17 @@ class CompiledStep:
         return sum(measured) if measured else None
 
     @property
+    def modelled_overhead(self) -> float | None:
+        """The chosen settings' run time over the defaults' (minus one) by modelopt's run-time
+        model, the figure the choice was made on, summed over graph pairs; None where the
+        search did not run."""
+        from dynamo_modelopt.step import settings_of
+
+        modelled = [s["estimated_overhead"] for s in settings_of(self.reports)]
+        modelled = [m for m in modelled if m is not None]
+        return sum(modelled) if modelled else None
+
+    @property
     def kernels(self) -> int:
         """Kernel calls of the step: the scheduler nodes of its graphs."""
         return sum(r.num_nodes for r in self.reports)
@@ -180,6 +191,7 @@ def time_paired(
             "estimated_runtime": compiled[name].estimated_runtime,
             "kernels": compiled[name].kernels,
             "timed_overhead": compiled[name].timed_overhead,
+            "modelled_overhead": compiled[name].modelled_overhead,
         }
     return result
 
@@ -287,11 +299,13 @@ def paired(args: argparse.Namespace) -> None:
         "each repetition runs every variant once, starting from a different one; ms = median"
         " step; vs Inductor = median of the per-repetition ratios; peak above the level before"
         " the step (kineto); estimate vs default = modelopt's estimated run time against the"
-        " `default` variant's (where one was timed); timed at compile = the chosen settings'"
-        " run time against the defaults' as modelopt measured it when choosing (graph pairs"
-        " summed); kernels = scheduler nodes of the step",
+        " `default` variant's (where one was timed); modelled = the chosen settings' run time"
+        " against the defaults' by the run-time model the choice was made on, and model error"
+        " = vs Inductor less modelled, in points (graph pairs summed); timed at compile = the"
+        " same ratio as the veto measured it when choosing; kernels = scheduler nodes of the"
+        " step",
         ["model", "settings (chosen)", "ms", "vs Inductor", "peak MiB", "estimate vs default",
-         "timed at compile", "kernels"],
+         "modelled", "model error", "timed at compile", "kernels"],
     )  # fmt: skip
     for row in args.rows.split(","):
         settings = _settings_of(row, args.settings)
@@ -299,17 +313,19 @@ def paired(args: argparse.Namespace) -> None:
             ["--paired-one", row, ",".join(settings)], args.repeats, args.device
         )
         if results is None:
-            lines.append(f"| {_label(row)} | error: {error} |||||||")
+            lines.append(f"| {_label(row)} | error: {error} |||||||||")
             continue
         base = results.get("default", {}).get("estimated_runtime")
         for name, result in results.items():
             label = name + (f" ({result['chosen']})" if name == "auto" else "")
             estimate = result.get("estimated_runtime")
             versus = f"{estimate / base - 1:+.1%}" if base and estimate else ""
-            timed = result.get("timed_overhead")
+            timed, modelled = result.get("timed_overhead"), result.get("modelled_overhead")
+            error = "" if modelled is None else f"{(result['overhead'] - modelled) * 100:+.1f}"
             lines.append(
                 f"| {_label(row)} | {label} | {result['median_ms']:.1f}"
                 f" | {result['overhead']:+.1%} | {result['peak_mib']:.1f} | {versus}"
+                f" | {'' if modelled is None else f'{modelled:+.1%}'} | {error}"
                 f" | {'' if timed is None else f'{timed:+.1%}'}"
                 f" | {result.get('kernels') or ''} |"
             )

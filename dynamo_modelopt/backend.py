@@ -241,7 +241,11 @@ def _search(
             if winner is planned[0]:
                 break
             continue
-        if winner is planned[0] or config.timing_rounds <= 0:
+        if winner is planned[0]:
+            not_timed = not_timed or "the defaults were chosen: nothing to time against"
+            break
+        if config.timing_rounds <= 0:
+            not_timed = "timing turned off (timing_rounds=0)"
             break
         began = time.perf_counter()
         not_timed = veto_by_timing(
