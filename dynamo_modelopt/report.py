@@ -78,6 +78,23 @@ class ModeloptFallbackWarning(UserWarning):
     """A graph was compiled by plain Inductor because modelopt could not plan it."""
 
 
+class ModeloptSettingWarning(UserWarning):
+    """An option could not act as asked on some graph (a forced setting that does not apply,
+    a solver that could not be used), and something else was done instead; said once."""
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A `ModeloptSettingWarning`, the first time this process meets `message`."""
+    with _lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    warnings.warn(message, ModeloptSettingWarning, stacklevel=3)
+
+
 def add_report(report: GraphReport) -> None:
     """Publish a report, or hand it to the innermost `collect_reports()` of this thread."""
     collector = getattr(_collecting, "stack", None)

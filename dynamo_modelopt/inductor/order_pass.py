@@ -53,7 +53,7 @@ from ..planner import (
     peak_live_bytes,
     plan,
 )
-from ..report import GraphReport, add_report
+from ..report import GraphReport, add_report, warn_once
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
 
@@ -91,11 +91,28 @@ def _inductor_order(nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
     )
 
 
+def _substituted(config: ModeloptConfig, result: Any) -> None:
+    """Say, once, that the solver asked for by name did not plan (all of) this graph; under
+    `strict`, raise instead."""
+    why = result.stats.get("substituted")
+    if not why:
+        return
+    message = (
+        f"modelopt: solver={config.solver!r} could not be used, CP-SAT or the heuristics "
+        f"planned instead: {'; '.join(why)}"
+    )
+    if config.strict:
+        raise RuntimeError(message)
+    warn_once(message)
+
+
 class PlanOrderPass(CustomSchedulerPass):
     """`_post_fusion_custom_pass` that imposes modelopt's planned order on the fused nodes."""
 
-    def __init__(self, config: ModeloptConfig) -> None:
+    def __init__(self, config: ModeloptConfig, mode_patches: dict[str, Any] | None = None) -> None:
         self.config = config
+        # what torch.compile's `mode` set in Inductor's config, for the reports
+        self.mode_patches = dict(mode_patches or {})
         # One pass object serves a forward and its backward (Inductor re-applies the same
         # config patches): the forward's saved views of its inputs are read by the backward.
         self.saved_input_views: set[str] = set()
@@ -131,6 +148,7 @@ class PlanOrderPass(CustomSchedulerPass):
                     solve_seconds=time.perf_counter() - started,
                     fallback_reason=reason,
                     graph_name=graph_name,
+                    details={"mode_patches": self.mode_patches},
                 )
             )
             return inductor_nodes
@@ -170,6 +188,7 @@ class PlanOrderPass(CustomSchedulerPass):
             "inductor_order": peak_with_inplace_reuse(code, problem.op_names, reuse_pairs),
             "planned_order": peak_with_inplace_reuse(code, result.order, reuse_pairs),
         }
+        _substituted(self.config, result)
         order = problem.op_names
         if self.config.reorder and _better(code_peaks):
             order = result.order
@@ -201,6 +220,7 @@ class PlanOrderPass(CustomSchedulerPass):
                     for name in order
                 ],
                 "stats": result.stats,
+                "mode_patches": self.mode_patches,
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },

@@ -1,5 +1,5 @@
-"""Every backend test starts from a fresh Dynamo cache, an empty report list and an empty
-decision cache."""
+"""Every backend test starts from a fresh Dynamo cache, an empty report list, no warning said
+yet and an empty decision cache."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import pytest
 import torch._dynamo
 
 import dynamo_modelopt
+from dynamo_modelopt import report
 
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
+    # what warns once per process warns again in each test
+    monkeypatch.setattr(report, "_warned", set())
     # each test searches afresh: no decision stored by another test (or run) is reused
     monkeypatch.setenv("MODELOPT_CACHE_DIR", str(tmp_path / "decisions"))
