@@ -40,6 +40,7 @@ from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
 from .inductor.backward_layout import without_backward_layout_opt
 from .inductor.order_pass import PlanOrderPass
+from .inductor.report_cache import with_report_cache
 from .planner.solve import get_solver
 from .report import publish_report, warn_once
 
@@ -58,8 +59,6 @@ def inductor_config_patches(
         # Inductor's own reordering would replace ours; our pass runs it to learn its choice.
         "reorder_for_peak_memory": False,
         "_post_fusion_custom_pass": PlanOrderPass(config, mode_patches),
-        # A cache hit would skip the scheduler, so the plan and its report would be missing.
-        "fx_graph_cache": False,
     }
     if config.accumulate_in_place:
         from torch._inductor import config as inductor_config
@@ -145,7 +144,9 @@ def modelopt_backend(
         inner_compile = compile_fx_inner
         if not backward_layout_opt:
             inner_compile = without_backward_layout_opt(compile_fx_inner)
-        # AOTAutograd's cache would also skip our pass on a hit.
+        # a hit of Inductor's FX graph cache publishes the reports kept beside it; one of
+        # AOTAutograd's would skip the inner compile, reports and all
+        inner_compile = with_report_cache(inner_compile)
         with torch._functorch.config.patch(enable_autograd_cache=False):
             return compile_fx(
                 graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}

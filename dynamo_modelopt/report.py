@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ class GraphReport:
 _lock = threading.Lock()
 _reports: list[GraphReport] = []
 _collecting = threading.local()
+_recording = threading.local()
 
 
 class ModeloptFallbackWarning(UserWarning):
@@ -97,6 +98,8 @@ def warn_once(message: str) -> None:
 
 def add_report(report: GraphReport) -> None:
     """Publish a report, or hand it to the innermost `collect_reports()` of this thread."""
+    for recorder in getattr(_recording, "stack", ()):
+        recorder.append(report)
     collector = getattr(_collecting, "stack", None)
     if collector:
         collector[-1].append(report)
@@ -118,15 +121,26 @@ def publish_report(report: GraphReport) -> None:
 
 
 @contextmanager
-def collect_reports() -> Iterator[list[GraphReport]]:
-    """Hold back the reports made inside (a trial compile); publish some with `add_report`."""
-    stack = _collecting.__dict__.setdefault("stack", [])
-    collected: list[GraphReport] = []
-    stack.append(collected)
+def _pushed(local: threading.local) -> Iterator[list[GraphReport]]:
+    """A fresh list on this thread's stack of `local` for the `with` block."""
+    stack = local.__dict__.setdefault("stack", [])
+    reports: list[GraphReport] = []
+    stack.append(reports)
     try:
-        yield collected
+        yield reports
     finally:
         stack.pop()
+
+
+def collect_reports() -> AbstractContextManager[list[GraphReport]]:
+    """Hold back the reports made inside (a trial compile); publish some with `add_report`."""
+    return _pushed(_collecting)
+
+
+def recording_reports() -> AbstractContextManager[list[GraphReport]]:
+    """The reports made inside (published or collected as usual, and listed here too): what
+    an FX graph cache hit publishes again (`inductor/report_cache.py`)."""
+    return _pushed(_recording)
 
 
 def get_reports() -> list[GraphReport]:

@@ -56,6 +56,7 @@ from ..planner import (
 from ..report import GraphReport, add_report, warn_once
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
+from .report_cache import source_hash
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -120,7 +121,8 @@ class PlanOrderPass(CustomSchedulerPass):
         self.held: dict[str, int] = {}
 
     def uuid(self) -> Any:
-        return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
+        # Inductor's FX graph cache key: the options and our source decide the plan
+        return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key(), source_hash())
 
     def __call__(self, nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
         global _graph_counter

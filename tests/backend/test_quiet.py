@@ -3,14 +3,13 @@ kineto without its log lines."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+
+from .processes import run_script
 
 # lines kineto prints around a profiling session (and, without a GPU, at its first one)
 KINETO_NOISE = ("profiler_start", "profiler_stop", "gpuGetDeviceCount", "Completed Stage")
@@ -33,17 +32,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU measurements' output")
 def test_a_cpu_compile_prints_no_profiler_lines(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-        "MODELOPT_CACHE_DIR": str(tmp_path / "decisions"),
-        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(SCRIPT, tmp_path)
     # the convolution was run under the profiler: the measurements did happen
     assert "measured 1" in done.stdout, done.stdout
     noisy = [line for line in done.stderr.splitlines() if any(n in line for n in KINETO_NOISE)]
