@@ -21,12 +21,19 @@ class GraphReport:
     """Planning outcome of one compiled graph; all byte figures come from our cost model.
 
     inductor_peak_bytes: peak of live bytes in the order Inductor itself would have chosen.
-    planned_peak_bytes: peak of live bytes in our order (never above inductor_peak_bytes).
+    planned_peak_bytes: peak of live bytes in the order the generated code runs: ours where
+        `order_changed`, else Inductor's (ours declined: not lower in the emitted code); never
+        above inductor_peak_bytes. The planner's own order's figure is
+        `details["planner_peak_bytes"]`.
     lower_bound_bytes: proved lower bound on the peak of any valid order.
-    emitted_peak_bytes: peak of what the generated code allocates in our order, once Inductor
+    emitted_peak_bytes: peak of what the generated code allocates in that order, once Inductor
         has removed kernel-local buffers and reused dying inputs in place (None until codegen).
+    arena_bytes: bytes of the arenas the generated code allocates (`details["arena"]`); 0
+        where it allocates none. The planner's offset plan: `details["planner_arena_bytes"]`.
+    order_changed: whether the generated code runs our order rather than Inductor's.
     status: "optimal" (proved), "time_limit" (best found when time ran out), "heuristic"
         (no solver improved on the heuristics), "fallback" (plain Inductor; see fallback_reason).
+        A fallback report has no figures: its byte fields read 0.
     """
 
     graph_kind: str

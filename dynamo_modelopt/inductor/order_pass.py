@@ -209,7 +209,6 @@ class PlanOrderPass(CustomSchedulerPass):
             status=result.status,
             solve_seconds=result.solve_seconds,
             graph_name=graph_name,
-            arena_bytes=result.arena_bytes,
             order_changed=order != problem.op_names,
             details={
                 "predicted_code_peak": code_peaks,
@@ -222,6 +221,9 @@ class PlanOrderPass(CustomSchedulerPass):
                     for name in order
                 ],
                 "stats": result.stats,
+                # the planner's own figures, emitted or not (the fields: what the code does)
+                "planner_peak_bytes": result.peak_bytes,
+                "planner_arena_bytes": result.arena_bytes,
                 "mode_patches": self.mode_patches,
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
