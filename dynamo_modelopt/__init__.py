@@ -13,6 +13,7 @@ from .config import ModeloptConfig
 from .report import (
     GraphReport,
     ModeloptFallbackWarning,
+    ModeloptSettingWarning,
     clear_reports,
     format_reports,
     get_reports,
@@ -23,6 +24,7 @@ __all__ = [
     "GraphReport",
     "ModeloptConfig",
     "ModeloptFallbackWarning",
+    "ModeloptSettingWarning",
     "StepReport",
     "clear_reports",
     "format_reports",

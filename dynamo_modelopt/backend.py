@@ -10,6 +10,7 @@ compiles a backward.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -42,19 +43,25 @@ from .inductor.accumulate import AccumulatePass
 from .inductor.backward_layout import without_backward_layout_opt
 from .inductor.order_pass import PlanOrderPass
 from .inductor.plan_only import planning_only, stopping_after_plan
-from .report import publish_report
+from .inductor.report_cache import with_report_cache
+from .planner.solve import get_solver
+from .report import publish_report, warn_once
 
 log = logging.getLogger(__name__)
 
 
-def inductor_config_patches(config: ModeloptConfig) -> dict[str, Any]:
-    """Inductor settings under which our scheduler pass decides the order of every graph."""
+def inductor_config_patches(
+    config: ModeloptConfig, mode_patches: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Inductor settings under which our scheduler pass decides the order of every graph.
+
+    `mode_patches`: what torch.compile's `mode` sets (`mode_config_patches`); ours are laid
+    over them, and the pass's reports name them."""
     patches: dict[str, Any] = {
+        **(mode_patches or {}),
         # Inductor's own reordering would replace ours; our pass runs it to learn its choice.
         "reorder_for_peak_memory": False,
-        "_post_fusion_custom_pass": PlanOrderPass(config),
-        # A cache hit would skip the scheduler, so the plan and its report would be missing.
-        "fx_graph_cache": False,
+        "_post_fusion_custom_pass": PlanOrderPass(config, mode_patches),
     }
     if config.accumulate_in_place:
         from torch._inductor import config as inductor_config
@@ -64,12 +71,64 @@ def inductor_config_patches(config: ModeloptConfig) -> dict[str, Any]:
     return patches
 
 
-def compiler_for(config: ModeloptConfig) -> CompileWith:
+def mode_config_patches(mode: str | None) -> dict[str, Any]:
+    """Inductor's settings for torch.compile's `mode`, as `torch.compile(backend="inductor")`
+    applies them ("reduce-overhead" asks for CUDA graphs, which Inductor skips on CPU)."""
+    from torch._inductor import list_mode_options
+
+    if not mode or mode == "default":
+        return {}
+    try:
+        return dict(list_mode_options(mode))
+    except RuntimeError as exc:
+        raise ValueError(f"modelopt: torch.compile mode={mode!r} is not allowed: {exc}") from exc
+
+
+def settings_names(config: ModeloptConfig) -> list[str]:
+    """Every value `settings` may take under these options, on some graph."""
+    names = {"auto"}
+    planned_saves = (lambda: None) if config.plan_recomputation else None
+    for training, convolution, concatenation in itertools.product((False, True), repeat=3):
+        found = candidates(
+            training,
+            convolution,
+            config.activation_budgets,
+            concatenation,
+            planned_saves,
+            backward_layouts=config.backward_layout_candidates,
+        )
+        names.update(c.name for c in found)
+    return sorted(names)
+
+
+def build_config(options: dict[str, Any] | ModeloptConfig | None) -> ModeloptConfig:
+    """The options checked, all of them, before any graph is compiled."""
+    config = ModeloptConfig.from_options(options)
+    names = settings_names(config)
+    if config.settings not in names:
+        raise ValueError(
+            f"modelopt: option settings={config.settings!r} is not allowed: it must be one of "
+            f"{names} (with these options)"
+        )
+    if config.solver not in ("auto", "heuristic"):
+        ok, why = get_solver(config.solver).available()
+        if not ok:
+            message = (
+                f"modelopt: solver={config.solver!r} cannot be used ({why}); CP-SAT plans instead"
+            )
+            if config.strict:
+                raise ValueError(message)
+            warn_once(message)
+    return config
+
+
+def compiler_for(config: ModeloptConfig, mode: str | None = None) -> CompileWith:
     """What compiles a graph under a candidate's settings: Inductor's `compile_fx` with our
-    passes; `build=False` stops each planned graph before its kernels are built."""
+    passes, under the settings of torch.compile's `mode`; `build=False` stops each planned graph
+    before its kernels are built."""
     from torch._inductor.compile_fx import compile_fx, compile_fx_inner
 
-    ours = inductor_config_patches(config)
+    ours = inductor_config_patches(config, mode_config_patches(mode))
 
     def compile_with(
         graph: torch.fx.GraphModule,
@@ -81,9 +140,11 @@ def compiler_for(config: ModeloptConfig) -> CompileWith:
         inner_compile = compile_fx_inner
         if not backward_layout_opt:
             inner_compile = without_backward_layout_opt(inner_compile)
+        # a hit of Inductor's FX graph cache publishes the reports kept beside it; one of
+        # AOTAutograd's would skip the inner compile, reports and all
+        inner_compile = with_report_cache(inner_compile)
         if not build:
             inner_compile = stopping_after_plan(inner_compile)
-        # AOTAutograd's cache would also skip our pass on a hit.
         with (
             torch._functorch.config.patch(enable_autograd_cache=False),
             contextlib.nullcontext() if build else planning_only(),
@@ -103,11 +164,11 @@ def modelopt_backend(
 ) -> Callable[..., Any]:
     """Compile `gm` with Inductor under modelopt's memory plan.
 
-    Options: see `ModeloptConfig`. `mode` (torch.compile's) keeps Inductor's meaning: modelopt
-    has no modes of its own.
+    Options: see `ModeloptConfig` (a dict of its fields, or one). `mode` (torch.compile's)
+    keeps Inductor's meaning: its settings apply under ours, and each report names them.
     """
-    config = ModeloptConfig.from_options(options)
-    compile_with = compiler_for(config)
+    config = build_config(options)
+    compile_with = compiler_for(config, mode)
 
     planned_saves = None
     if config.plan_recomputation and saved_set.available():
@@ -132,15 +193,24 @@ def modelopt_backend(
         planned_saves,
         backward_layouts=config.backward_layout_candidates,
     )
+    not_applied = None
     if config.settings != "auto":
         forced = [c for c in options_to_try if c.name == config.settings]
         if not forced:
             names = ["auto"] + [c.name for c in options_to_try]
-            raise ValueError(
-                f"modelopt: settings={config.settings!r} does not apply to this graph; "
-                f"choose one of {names}"
+            not_applied = (
+                f"modelopt: settings={config.settings!r} does not apply to this graph "
+                f"(it offers {names}); compiled with Inductor's defaults"
             )
+            if config.strict:
+                raise ValueError(not_applied)
+            warn_once(not_applied)
+            forced = [options_to_try[0]]  # the defaults come first
         options_to_try = forced
+    if not_applied is not None:
+        trial = compile_trial(options_to_try[0], gm, example_inputs, compile_with)
+        _publish(trial, {**summarize(trial, [trial]), "why": not_applied})
+        return trial.compiled
     if len(options_to_try) == 1 and options_to_try[0].name == "default":
         return compile_with(gm, example_inputs, {})
     key = None

@@ -1,122 +1,224 @@
-"""Options of the `modelopt` backend, as passed through `torch.compile(..., options={...})`."""
+"""Options of the `modelopt` backend, as passed through `torch.compile(..., options={...})`.
+
+Each option is defined once, as a field of `ModeloptConfig` with its default, a one-line help
+and what it allows (`Allowed`); the validator, its error messages and `options_table()` (the
+README's table) all read them from there.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+import difflib
+import os
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .planner.options import PlannerOptions
+from .planner.options import PLAN_MODES, SOLVERS, PlannerOptions
 
 ARENA_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
+class Allowed:
+    """What one option accepts: its type, and its choices or its range."""
+
+    kind: type  # bool, int, float, str or tuple (of floats)
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the range excludes `low`
+    optional: bool = False  # None is accepted too
+
+    def describe(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(f'"{c}"' for c in self.choices)
+        elif self.kind is tuple:
+            text = "a number or a tuple of numbers"
+        else:
+            text = {bool: "True or False", int: "an int", float: "a number", str: "a string"}[
+                self.kind
+            ]
+        if self.low is not None and self.high is not None:
+            text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            text += f" {'>' if self.low_open else '>='} {self.low:g}"
+        return text + (" or None" if self.optional else "")
+
+    def check(self, name: str, value: Any) -> Any:
+        """`value` as the option holds it; a ValueError or TypeError naming the option if it is
+        not allowed."""
+        if value is None and self.optional:
+            return None
+        if self.kind is tuple:
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            return tuple(self._scalar(name, value, float, v) for v in items)
+        return self._scalar(name, value, self.kind, value)
+
+    def _scalar(self, name: str, whole: Any, kind: type, value: Any) -> Any:
+        # bool is an int to Python, not an option's number; strings are never bools
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind in (int, float):
+            number = (int,) if kind is int else (int, float)
+            ok = isinstance(value, number) and not isinstance(value, bool)
+        else:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            ok = isinstance(value, str)
+        if not ok:
+            raise TypeError(self._message(name, whole))
+        if kind is float:
+            value = float(value)
+        if self.choices and value not in self.choices:
+            raise ValueError(self._message(name, whole))
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            raise ValueError(self._message(name, whole))
+        if self.high is not None and value > self.high:
+            raise ValueError(self._message(name, whole))
+        return value
+
+    def _message(self, name: str, value: Any) -> str:
+        return (
+            f"modelopt: option {name}={value!r} ({type(value).__name__}) is not allowed: "
+            f"it must be {self.describe()}"
+        )
+
+
+def _option(default: Any, help: str, allowed: Allowed) -> Any:
+    return field(default=default, metadata={"help": help, "allowed": allowed})
+
+
+def _choice(choices: tuple[str, ...], help: str) -> Any:
+    """An option that takes one of `choices`, the first by default."""
+    return _option(choices[0], help, Allowed(str, choices=choices))
+
+
+@dataclass(frozen=True)
 class ModeloptConfig:
-    """Everything that changes what the backend plans; unknown option names are an error.
+    """Everything that changes what the backend plans; see `options_table()` for each option.
+    Unknown option names and values an option does not allow are errors, raised when the
+    config is built (the backend's first call)."""
 
-    solver: "auto" (Gurobi only where its license fits the model, else CP-SAT), "cpsat",
-        "gurobi", "highs" or "heuristic" (no solver: best memory-aware topological sort).
-    mode: "two_stage" (order, then offsets) or "joint" (both in one model).
-    time_limit: seconds per graph given to the solver.
-    relative_gap: stop once the plan is proved within this fraction of optimal.
-    threads, seed: solver workers and random seed (same seed and threads, same plan).
-    reorder: impose the planned order on Inductor's fused nodes (False keeps Inductor's order
-        but still reports on it).
-    strict: raise instead of falling back to plain Inductor (meant for tests).
-    settings: "auto" compiles the memory-relevant alternatives (layout optimization off, an
-        activation memory budget in training), predicts each one's peak with our cost model and
-        keeps the lowest within `max_recompute_overhead` of the estimated run time (see
-        `decide.py`); "default" compiles Inductor's defaults only (fastest compile); a
-        candidate's name ("no_layout_opt", "budget_0.5", "no_layout_opt+budget_0.5",
-        "planned_saves", "pointwise_cat", ...) forces it.
-    max_recompute_overhead: extra run time allowed for a lower peak (0.05 = 5%); a ratio
-        measured at compile time must stay one point below it (`timing.REAL_STEP_MARGIN`).
-    peak_tolerance: in "auto", candidates whose predicted peak is within this fraction of the
-        lowest one (within the run-time budget) compete on peak times run time (0.02 = 2%; 0
-        takes the lowest peak whatever its run time).
-    activation_budgets: the activation memory budgets tried in training.
-    plan_recomputation: in training, also try the planner's own choice of what to recompute
-        ("planned_saves"): the lowest backward peak, step by step, within the run time the
-        choice between settings leaves it (`max_recompute_overhead` of the defaults' estimate,
-        less what the settings it is combined with add; see `planner/remat.py`,
-        `inductor/saved_set.py`).
-    recompute_mispredicted: let that plan rerun grouped (depthwise) convolutions and attention
-        too (off by default: FLOPs misjudge their run time, see `recompute_closures`).
-    arena: "auto" emits one arena per device for each graph's intermediate buffers, each carved
-        out at the offset the planner chose, wherever that is predicted not to raise the graph's
-        peak (it lowers fragmentation on CUDA); "on" always, "off" never (Inductor allocates each
-        buffer on its own). See `inductor/arena.py`.
-    measure_workspace: run each extern kernel (convolution, attention, ...) once at compile time
-        (CPU or CUDA), with inputs of its shapes, to measure what it allocates inside itself;
-        False uses fixed rules instead, which know CPU kernels only (see `capture/workspace.py`).
-    measure_kernel_time: time those runs too (they run for it even with `measure_workspace`
-        off), and estimate an extern kernel's run time by its measurement instead of its FLOPs
-        when comparing settings (CPU; FLOPs miss what layout does to oneDNN's convolutions);
-        the recomputation plan times the joint graph's matmuls, convolutions and attention the
-        same way (`capture/runtime.py`). False: FLOPs and bytes moved only.
-    timing_rounds: in "auto", run every candidate's compiled graph (forward, and backward in
-        training) this many times in turns at compile time, on private copies of the inputs,
-        and compare run times by the measured ratio to the defaults instead of the estimates
-        (which miss what a setting costs outside the kernels they price; see `timing.py`).
-        A candidate whose rounds leave open whether it is within `max_recompute_overhead`,
-        and that would be chosen if it were, is run again beside the defaults (up to three
-        times as many rounds). Skipped where the device lacks the memory to run the
-        candidates; 0 turns it off.
-    accumulate_in_place: add a matrix product into a full-size addend that dies there
-        (`addend.addmm_`) instead of into a new buffer: with tied embeddings the two gradient
-        contributions of the shared weight no longer both live at once (see
-        `inductor/accumulate.py`).
-    backward_layout_candidates: in "auto", with convolutions in training, also try each
-        recomputing candidate that keeps layout optimization with its backward compiled without
-        it ("bw_no_layout_opt+budget_0.5", "bw_no_layout_opt+planned_saves"): Inductor turns
-        layout optimization on for a whole graph that holds a convolution, which a backward does
-        only where it recomputes one (see `inductor/backward_layout.py`). Two more compiles.
-    decision_cache: in "auto", remember the settings chosen for each graph on disk (keyed by
-        the graph, its inputs' shapes and layouts, these options, Inductor's and functorch's
-        settings, the versions and the machine), so a later compile of the same graph compiles
-        the chosen settings alone, replaying a recomputation plan rather than solving it again
-        (see `decision_cache.py`; directory: `$MODELOPT_CACHE_DIR`, else under Inductor's
-        cache directory). False searches every time.
-    save_problems: a directory where each graph's planning problem and plan are written as
-        JSON, to replay with `python -m dynamo_modelopt.planner` or to add to the bench.
-    """
-
-    solver: str = "auto"
-    mode: str = "two_stage"
-    time_limit: float = 5.0
-    relative_gap: float = 0.0
-    threads: int = 2
-    seed: int = 0
-    reorder: bool = True
-    strict: bool = False
-    settings: str = "auto"
-    max_recompute_overhead: float = 0.05
-    peak_tolerance: float = 0.02
-    activation_budgets: tuple[float, ...] = (0.5,)
-    plan_recomputation: bool = True
-    recompute_mispredicted: bool = False
-    arena: str = "auto"
-    measure_workspace: bool = True
-    measure_kernel_time: bool = True
-    timing_rounds: int = 7
-    accumulate_in_place: bool = True
-    backward_layout_candidates: bool = True
-    decision_cache: bool = True
-    save_problems: str | None = None
+    solver: str = _choice(
+        SOLVERS,
+        '"auto": Gurobi where its license fits the model, else CP-SAT; "heuristic": no solver '
+        "(the best memory-aware topological sort).",
+    )
+    plan_mode: str = _choice(
+        PLAN_MODES,
+        '"two_stage": order, then offsets; "joint": both in one model (the option `mode` is '
+        "its deprecated name).",
+    )
+    time_limit: float = _option(
+        5.0, "Seconds per graph given to the solver.", Allowed(float, low=0.0)
+    )
+    relative_gap: float = _option(
+        0.0,
+        "Stop once the plan is proved within this fraction of optimal.",
+        Allowed(float, low=0.0, high=1.0),
+    )
+    threads: int = _option(2, "Solver workers.", Allowed(int, low=1))
+    seed: int = _option(
+        0, "Solver random seed (same seed and threads, same plan).", Allowed(int, low=0)
+    )
+    reorder: bool = _option(
+        True,
+        "Impose the planned order on Inductor's fused nodes (False keeps Inductor's order but "
+        "still reports on it).",
+        Allowed(bool),
+    )
+    strict: bool = _option(
+        False,
+        "Raise instead of falling back to plain Inductor or substituting a setting or solver "
+        "(meant for tests).",
+        Allowed(bool),
+    )
+    settings: str = _option(
+        "auto",
+        '"auto": compile the memory-relevant alternatives and keep the lowest predicted peak '
+        "within `max_recompute_overhead`; \"default\": Inductor's settings only; a candidate's "
+        'name ("no_layout_opt", "budget_0.5", "planned_saves", ...) forces it.',
+        Allowed(str),
+    )
+    max_recompute_overhead: float = _option(
+        0.05,
+        "Extra run time allowed for a lower peak (0.05 = 5%; a ratio measured at compile time "
+        "must stay one point below it).",
+        Allowed(float, low=0.0),
+    )
+    peak_tolerance: float = _option(
+        0.02,
+        'In "auto", candidates within this fraction of the lowest peak compete on peak times '
+        "run time (0 takes the lowest peak).",
+        Allowed(float, low=0.0),
+    )
+    activation_budgets: tuple[float, ...] = _option(
+        (0.5,),
+        "The activation memory budgets tried in training.",
+        Allowed(tuple, low=0.0, high=1.0, low_open=True),
+    )
+    plan_recomputation: bool = _option(
+        True,
+        'In training, also try the planner\'s own choice of what to recompute ("planned_saves").',
+        Allowed(bool),
+    )
+    recompute_mispredicted: bool = _option(
+        False,
+        "Let that plan rerun grouped convolutions and attention too (FLOPs misjudge their run "
+        "time).",
+        Allowed(bool),
+    )
+    arena: str = _choice(
+        ARENA_MODES,
+        '"auto": one arena per device for intermediate buffers, at the planned offsets, where '
+        'predicted not to raise the peak; "on": always; "off": never.',
+    )
+    measure_workspace: bool = _option(
+        True,
+        "Run each extern kernel once at compile time to measure its workspace (False: fixed "
+        "rules, CPU kernels only).",
+        Allowed(bool),
+    )
+    measure_kernel_time: bool = _option(
+        True,
+        "Time those runs, and price extern kernels by the measurement instead of their FLOPs.",
+        Allowed(bool),
+    )
+    timing_rounds: int = _option(
+        7,
+        'In "auto", run each candidate this many times in turns at compile time and compare '
+        "measured run times (0: estimates only).",
+        Allowed(int, low=0),
+    )
+    accumulate_in_place: bool = _option(
+        True,
+        "Add a matrix product into a full-size addend that dies there (`addend.addmm_`) "
+        "instead of into a new buffer.",
+        Allowed(bool),
+    )
+    backward_layout_candidates: bool = _option(
+        True,
+        'In "auto", with convolutions in training, also try recomputing candidates with the '
+        "backward compiled without layout optimization.",
+        Allowed(bool),
+    )
+    decision_cache: bool = _option(
+        True,
+        'In "auto", remember the settings chosen for each graph on disk (`$MODELOPT_CACHE_DIR`, '
+        "else under Inductor's cache directory).",
+        Allowed(bool),
+    )
+    save_problems: str | None = _option(
+        None,
+        "A directory where each graph's planning problem and plan are written as JSON.",
+        Allowed(str, optional=True),
+    )
 
     def __post_init__(self) -> None:
-        if self.arena not in ARENA_MODES:
-            raise ValueError(f"modelopt: arena must be one of {ARENA_MODES}, not {self.arena!r}")
-        object.__setattr__(self, "activation_budgets", tuple(self.activation_budgets))
-        if self.timing_rounds < 0:
-            raise ValueError("modelopt: timing_rounds must be >= 0")
-        if self.max_recompute_overhead < 0:
-            raise ValueError("modelopt: max_recompute_overhead must be >= 0")
-        if self.peak_tolerance < 0:
-            raise ValueError("modelopt: peak_tolerance must be >= 0")
-        if not all(0.0 < b <= 1.0 for b in self.activation_budgets):
-            raise ValueError("modelopt: activation_budgets must lie in (0, 1]")
+        for f in fields(self):
+            value = f.metadata["allowed"].check(f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
         try:
             self.planner_options()  # the planner checks its own options
         except ValueError as exc:
@@ -125,7 +227,7 @@ class ModeloptConfig:
     def planner_options(self) -> PlannerOptions:
         return PlannerOptions(
             solver=self.solver,
-            mode=self.mode,
+            plan_mode=self.plan_mode,
             time_limit=self.time_limit,
             relative_gap=self.relative_gap,
             threads=self.threads,
@@ -133,13 +235,31 @@ class ModeloptConfig:
         )
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> ModeloptConfig:
+    def from_options(cls, options: dict[str, Any] | ModeloptConfig | None) -> ModeloptConfig:
+        if isinstance(options, ModeloptConfig):
+            return options
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(
+                f"modelopt: options must be a dict or a ModeloptConfig, not "
+                f"{type(options).__name__}"
+            )
         options = dict(options or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
+        if "mode" in options:
+            # torch.compile's own `mode` is another thing; the planner's was renamed
+            if "plan_mode" in options:
+                raise ValueError("modelopt: give plan_mode only (mode is its deprecated name)")
+            warnings.warn(
+                "modelopt: the option 'mode' is deprecated, use 'plan_mode'",
+                FutureWarning,
+                stacklevel=3,
+            )
+            options["plan_mode"] = options.pop("mode")
+        known = [f.name for f in fields(cls)]
+        for name in sorted(set(options) - set(known)):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"modelopt: unknown option(s) {unknown}; valid options are {sorted(known)}"
+                f"modelopt: unknown option {name!r}{hint}; valid options are {sorted(known)}"
             )
         return cls(**options)
 
@@ -149,3 +269,17 @@ class ModeloptConfig:
     def cache_key(self) -> str:
         """Stable text of every field, for Inductor's cache keys."""
         return repr(sorted(dataclasses.asdict(self).items()))
+
+
+def _default_text(value: Any) -> str:
+    return f'`"{value}"`' if isinstance(value, str) else f"`{value!r}`"
+
+
+def options_table() -> str:
+    """The options as a Markdown table: name, default, and one line of what each does."""
+    lines = ["| option | default | what it does |", "|---|---|---|"]
+    for f in fields(ModeloptConfig):
+        allowed = f.metadata["allowed"].describe()
+        help_text = f"{f.metadata['help']} Allowed: {allowed}."
+        lines.append(f"| `{f.name}` | {_default_text(f.default)} | {help_text} |")
+    return "\n".join(lines) + "\n"

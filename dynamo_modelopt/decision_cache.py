@@ -120,13 +120,30 @@ def load(key: str) -> Decision | None:
     """The decision stored under `key`, or None (none, or unreadable: searched again)."""
     path = cache_dir() / f"{key}.json"
     try:
-        data = json.loads(path.read_text())
-        return Decision(data["chosen"], data.get("recompute_plan"), data.get("settings", {}))
+        return _decision(json.loads(path.read_text()))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         log.info("modelopt: ignoring the unreadable decision %s: %s", path, exc)
         return None
+
+
+def _decision(data: Any) -> Decision:
+    """The decision a stored entry holds; a ValueError where it is valid JSON of another shape
+    (another version's, or a damaged file), which the backend must not trip over."""
+    if not isinstance(data, dict) or not isinstance(data.get("chosen"), str):
+        raise ValueError("not a decision: no chosen settings' name")
+    plan = data.get("recompute_plan")
+    if plan is not None and not (
+        isinstance(plan, dict)
+        and isinstance(plan.get("recompute", []), list)
+        and all(isinstance(name, str) for name in plan.get("recompute", []))
+    ):
+        raise ValueError("recompute_plan is not a plan")
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError("settings is not a summary")
+    return Decision(data["chosen"], plan, settings)
 
 
 def store(key: str, decision: Decision) -> None:

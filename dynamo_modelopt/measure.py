@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,10 +64,41 @@ def memory_events_of(prof: profile) -> list[MemoryEvent]:
     ]
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: kineto's C++ logging writes there directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextmanager
+def cpu_memory_profile() -> Iterator[profile]:
+    """The CPU profiler with memory tracking over the `with` block, started and stopped without
+    kineto's lines on stderr (its "profiler_start"/"profiler_stop" and, on a machine without a
+    GPU, "gpuGetDeviceCount failed"), which plain Inductor never prints; the block itself keeps
+    stderr."""
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced():
+        prof.__enter__()
+    try:
+        yield prof
+    finally:
+        with _stderr_silenced():
+            prof.__exit__(None, None, None)
+
+
 def profile_memory_events(fn: Callable[[], Any]) -> list[MemoryEvent]:
     """Run `fn()` once under the CPU profiler with memory tracking; return its memory events."""
     gc.collect()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with cpu_memory_profile() as prof:
         fn()
     return memory_events_of(prof)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,19 @@ class GraphReport:
     """Planning outcome of one compiled graph; all byte figures come from our cost model.
 
     inductor_peak_bytes: peak of live bytes in the order Inductor itself would have chosen.
-    planned_peak_bytes: peak of live bytes in our order (never above inductor_peak_bytes).
+    planned_peak_bytes: peak of live bytes in the order the generated code runs: ours where
+        `order_changed`, else Inductor's (ours declined: not lower in the emitted code); never
+        above inductor_peak_bytes. The planner's own order's figure is
+        `details["planner_peak_bytes"]`.
     lower_bound_bytes: proved lower bound on the peak of any valid order.
-    emitted_peak_bytes: peak of what the generated code allocates in our order, once Inductor
+    emitted_peak_bytes: peak of what the generated code allocates in that order, once Inductor
         has removed kernel-local buffers and reused dying inputs in place (None until codegen).
+    arena_bytes: bytes of the arenas the generated code allocates (`details["arena"]`); 0
+        where it allocates none. The planner's offset plan: `details["planner_arena_bytes"]`.
+    order_changed: whether the generated code runs our order rather than Inductor's.
     status: "optimal" (proved), "time_limit" (best found when time ran out), "heuristic"
         (no solver improved on the heuristics), "fallback" (plain Inductor; see fallback_reason).
+        A fallback report has no figures: its byte fields read 0.
     """
 
     graph_kind: str
@@ -72,14 +79,34 @@ class GraphReport:
 _lock = threading.Lock()
 _reports: list[GraphReport] = []
 _collecting = threading.local()
+_recording = threading.local()
 
 
 class ModeloptFallbackWarning(UserWarning):
     """A graph was compiled by plain Inductor because modelopt could not plan it."""
 
 
+class ModeloptSettingWarning(UserWarning):
+    """An option could not act as asked on some graph (a forced setting that does not apply,
+    a solver that could not be used), and something else was done instead; said once."""
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A `ModeloptSettingWarning`, the first time this process meets `message`."""
+    with _lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    warnings.warn(message, ModeloptSettingWarning, stacklevel=3)
+
+
 def add_report(report: GraphReport) -> None:
     """Publish a report, or hand it to the innermost `collect_reports()` of this thread."""
+    for recorder in getattr(_recording, "stack", ()):
+        recorder.append(report)
     collector = getattr(_collecting, "stack", None)
     if collector:
         collector[-1].append(report)
@@ -101,15 +128,26 @@ def publish_report(report: GraphReport) -> None:
 
 
 @contextmanager
-def collect_reports() -> Iterator[list[GraphReport]]:
-    """Hold back the reports made inside (a trial compile); publish some with `add_report`."""
-    stack = _collecting.__dict__.setdefault("stack", [])
-    collected: list[GraphReport] = []
-    stack.append(collected)
+def _pushed(local: threading.local) -> Iterator[list[GraphReport]]:
+    """A fresh list on this thread's stack of `local` for the `with` block."""
+    stack = local.__dict__.setdefault("stack", [])
+    reports: list[GraphReport] = []
+    stack.append(reports)
     try:
-        yield collected
+        yield reports
     finally:
         stack.pop()
+
+
+def collect_reports() -> AbstractContextManager[list[GraphReport]]:
+    """Hold back the reports made inside (a trial compile); publish some with `add_report`."""
+    return _pushed(_collecting)
+
+
+def recording_reports() -> AbstractContextManager[list[GraphReport]]:
+    """The reports made inside (published or collected as usual, and listed here too): what
+    an FX graph cache hit publishes again (`inductor/report_cache.py`)."""
+    return _pushed(_recording)
 
 
 def get_reports() -> list[GraphReport]:

@@ -1,6 +1,6 @@
 """Benchmark the planner on every instance in bench/planner/instances/*.json.
 
-    python bench/planner/run.py [--solver auto] [--mode two_stage] [--time-limit 60]
+    python bench/planner/run.py [--solver auto] [--plan-mode two_stage] [--time-limit 60]
         [--threads 2] [--only SUBSTRING] [--real-only] [--off SWITCH] [--on SWITCH]
         [--out bench/planner/results.md]
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         **{name: True for name in args.on},
     )
     header = (
-        "| instance | nodes | tensors | solver | mode | given peak MiB | planned peak MiB "
+        "| instance | nodes | tensors | solver | plan_mode | given peak MiB | planned peak MiB "
         "| bound MiB | gap | arena MiB | live placed peak MiB | arena = live peak | status "
         "| time s |"
     )
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         label = problem.name + (" (synthetic)" if synthetic else "")
         rows.append(
             f"| {label} | {len(problem.operations)} | {len(problem.tensors)} | {result.solver} "
-            f"| {args.mode} | {_mib(result.stats.get('given_order_peak'))} "
+            f"| {args.plan_mode} | {_mib(result.stats.get('given_order_peak'))} "
             f"| {_mib(result.peak_bytes)} | {_mib(result.lower_bound_bytes)} "
             f"| {100 * result.gap:.2f}% | {_mib(result.arena_bytes)} | {_mib(live)} "
             f"| {'yes' if extra == 0 else f'no (+{extra} B)'} | {result.status} "

@@ -420,9 +420,7 @@ def _eager_quiet(device: Any = None) -> Iterator[None]:
 def _allocation_peak(device: Any) -> Iterator[list[int]]:
     """The peak bytes allocated above the start of the `with` block, in the list yielded (filled
     on exit): kineto's events on the CPU, the caching allocator's trace on CUDA."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from ..measure import cuda_allocation_trace, trace_peak_bytes
+    from ..measure import cpu_memory_profile, cuda_allocation_trace, trace_peak_bytes
 
     peak: list[int] = []
     if device.type == "cuda":
@@ -430,7 +428,7 @@ def _allocation_peak(device: Any) -> Iterator[list[int]]:
             yield peak
         peak.append(trace_peak_bytes(entries, after_leading_frees=False))
         return
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with cpu_memory_profile() as prof:
         yield peak
     peak.append(_peak_above_start(prof))
 

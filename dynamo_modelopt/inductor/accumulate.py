@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch._inductor.custom_graph_pass import CustomGraphPass
 
 aten = torch.ops.aten
 
@@ -145,7 +146,7 @@ def accumulate_in_place(graph: torch.fx.Graph) -> int:
     return rewritten
 
 
-class AccumulatePass:
+class AccumulatePass(CustomGraphPass):
     """`post_grad_custom_post_pass` that runs `accumulate_in_place`, then any pass it replaced.
 
     Inductor takes one custom post pass; a user's own (set in Inductor's config before compiling)
@@ -165,5 +166,14 @@ class AccumulatePass:
         if self.previous is not None:
             self.previous(graph)
 
-    def uuid(self) -> str:  # Inductor's cache key for custom passes (our compiles skip the cache)
-        return f"modelopt-accumulate-{id(self.previous)}"
+    def uuid(self) -> Any:
+        """Inductor's FX graph cache key for custom passes; None (no caching) where the pass
+        it replaced has no key of its own."""
+        from .report_cache import source_hash
+
+        previous = None
+        if self.previous is not None:
+            previous = getattr(self.previous, "uuid", lambda: None)()
+            if previous is None:
+                return None
+        return ("modelopt-accumulate", source_hash(), previous)

@@ -381,6 +381,7 @@ def choose_arena(
     predicted, left_out, lines, arenas = min(candidates, key=_preference)
     used = config.arena == "on" or predicted <= without
     total = sum(a.arena_bytes for a in arenas)
+    report.arena_bytes = total if used else 0
     report.details["arena"] = {
         "used": used,
         "reason": "" if used else "predicted above Inductor's own allocation",

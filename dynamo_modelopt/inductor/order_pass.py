@@ -53,10 +53,11 @@ from ..planner import (
     peak_live_bytes,
     plan,
 )
-from ..report import GraphReport, add_report
+from ..report import GraphReport, add_report, warn_once
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
 from .plan_only import stop_if_planning_only
+from .report_cache import source_hash
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -92,11 +93,28 @@ def _inductor_order(nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
     )
 
 
+def _substituted(config: ModeloptConfig, result: Any) -> None:
+    """Say, once, that the solver asked for by name did not plan (all of) this graph; under
+    `strict`, raise instead."""
+    why = result.stats.get("substituted")
+    if not why:
+        return
+    message = (
+        f"modelopt: solver={config.solver!r} could not be used, CP-SAT or the heuristics "
+        f"planned instead: {'; '.join(why)}"
+    )
+    if config.strict:
+        raise RuntimeError(message)
+    warn_once(message)
+
+
 class PlanOrderPass(CustomSchedulerPass):
     """`_post_fusion_custom_pass` that imposes modelopt's planned order on the fused nodes."""
 
-    def __init__(self, config: ModeloptConfig) -> None:
+    def __init__(self, config: ModeloptConfig, mode_patches: dict[str, Any] | None = None) -> None:
         self.config = config
+        # what torch.compile's `mode` set in Inductor's config, for the reports
+        self.mode_patches = dict(mode_patches or {})
         # One pass object serves a forward and its backward (Inductor re-applies the same
         # config patches): the forward's saved views of its inputs are read by the backward.
         self.saved_input_views: set[str] = set()
@@ -104,7 +122,8 @@ class PlanOrderPass(CustomSchedulerPass):
         self.held: dict[str, int] = {}
 
     def uuid(self) -> Any:
-        return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key())
+        # Inductor's FX graph cache key: the options and our source decide the plan
+        return ("dynamo_modelopt.PlanOrderPass", self.config.cache_key(), source_hash())
 
     def __call__(self, nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
         global _graph_counter
@@ -132,6 +151,7 @@ class PlanOrderPass(CustomSchedulerPass):
                     solve_seconds=time.perf_counter() - started,
                     fallback_reason=reason,
                     graph_name=graph_name,
+                    details={"mode_patches": self.mode_patches},
                 )
             )
             return inductor_nodes
@@ -171,6 +191,7 @@ class PlanOrderPass(CustomSchedulerPass):
             "inductor_order": peak_with_inplace_reuse(code, problem.op_names, reuse_pairs),
             "planned_order": peak_with_inplace_reuse(code, result.order, reuse_pairs),
         }
+        _substituted(self.config, result)
         order = problem.op_names
         if self.config.reorder and _better(code_peaks):
             order = result.order
@@ -189,7 +210,6 @@ class PlanOrderPass(CustomSchedulerPass):
             status=result.status,
             solve_seconds=result.solve_seconds,
             graph_name=graph_name,
-            arena_bytes=result.arena_bytes,
             order_changed=order != problem.op_names,
             details={
                 "predicted_code_peak": code_peaks,
@@ -202,6 +222,10 @@ class PlanOrderPass(CustomSchedulerPass):
                     for name in order
                 ],
                 "stats": result.stats,
+                # the planner's own figures, emitted or not (the fields: what the code does)
+                "planner_peak_bytes": result.peak_bytes,
+                "planner_arena_bytes": result.arena_bytes,
+                "mode_patches": self.mode_patches,
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },

@@ -1,6 +1,6 @@
 """CLI: plan one saved instance and print a summary.
 
-python -m dynamo_modelopt.planner INSTANCE.json [--solver S] [--mode M]
+python -m dynamo_modelopt.planner INSTANCE.json [--solver S] [--plan-mode M]
     [--time-limit SEC] [--threads N] [--seed N] [--out plan.json] [--json]
 """
 
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import MODES, SOLVERS, PlannerOptions
+from .options import PLAN_MODES, SOLVERS, PlannerOptions
 from .problem import Problem
 from .solve import plan
 from .validate import check_plan
@@ -24,7 +24,8 @@ def _mib(x: int | None) -> str:
 def add_options_arguments(ap: argparse.ArgumentParser, time_limit: float = 10.0) -> None:
     """The `PlannerOptions` flags shared by this CLI and the planner bench."""
     ap.add_argument("--solver", choices=SOLVERS, default="auto")
-    ap.add_argument("--mode", choices=MODES, default="two_stage")
+    # --mode: its name before torch.compile's `mode` made it ambiguous
+    ap.add_argument("--plan-mode", "--mode", choices=PLAN_MODES, default="two_stage")
     ap.add_argument("--time-limit", type=float, default=time_limit)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -33,7 +34,7 @@ def add_options_arguments(ap: argparse.ArgumentParser, time_limit: float = 10.0)
 def options_from_args(args: argparse.Namespace, **extra: object) -> PlannerOptions:
     return PlannerOptions(
         solver=args.solver,
-        mode=args.mode,
+        plan_mode=args.plan_mode,
         time_limit=args.time_limit,
         threads=args.threads,
         seed=args.seed,

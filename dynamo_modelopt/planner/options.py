@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SOLVERS = ("auto", "cpsat", "gurobi", "highs", "heuristic")
-MODES = ("two_stage", "joint")
+PLAN_MODES = ("two_stage", "joint")
 
 
 @dataclass
@@ -14,7 +14,7 @@ class PlannerOptions:
 
     solver: "auto" (Gurobi only when its license admits the model, else CP-SAT), "cpsat",
         "gurobi", "highs" or "heuristic" (no solver).
-    mode: "two_stage" (order minimising the peak, then offsets minimising the arena) or
+    plan_mode: "two_stage" (order minimising the peak, then offsets minimising the arena) or
         "joint" (order and addresses in one model, as MODeL does).
     time_limit: seconds for the whole solve (shared between stages and pieces).
     Switches (all on by default; each can be turned off for an ablation):
@@ -40,7 +40,7 @@ class PlannerOptions:
     """
 
     solver: str = "auto"
-    mode: str = "two_stage"
+    plan_mode: str = "two_stage"
     time_limit: float = 10.0
     relative_gap: float = 0.0
     threads: int = 2
@@ -61,8 +61,8 @@ class PlannerOptions:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, not {self.solver!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.plan_mode not in PLAN_MODES:
+            raise ValueError(f"plan_mode must be one of {PLAN_MODES}, not {self.plan_mode!r}")
         if self.time_limit < 0:
             raise ValueError("time_limit must be >= 0")
         if not 0.0 <= self.step_fraction <= 1.0:

@@ -3,7 +3,7 @@
 Two stages by default (MODeL observed, and our measurements agree, that ordering for the peak
 and then placing for the arena reaches the joint optimum in practice): (1) order minimising
 the peak live bytes, split exactly at cut operations; (2) offsets minimising the arena for
-that order, by the exact canonical search and/or a solver. `mode="joint"` solves both at
+that order, by the exact canonical search and/or a solver. `plan_mode="joint"` solves both at
 once with CP-SAT. Whatever happens in the solvers, the returned plan is valid and no worse
 (peak, then arena) than the given order with best-fit offsets.
 """
@@ -43,6 +43,10 @@ def get_solver(name: str) -> Solver:
     return _SOLVERS[name]()  # type: ignore[no-any-return]
 
 
+#: what a note says of a solver that could not take a task (CP-SAT or no solver took it)
+UNUSABLE = "unusable"
+
+
 def _pick(options: PlannerOptions, task: Any, notes: list[str]) -> Solver | None:
     """The solver for one task: the requested one when it can take it, else CP-SAT."""
     if options.solver == "heuristic":
@@ -61,7 +65,7 @@ def _pick(options: PlannerOptions, task: Any, notes: list[str]) -> Solver | None
         if not why:
             return s
         if options.solver != "auto" or name != "gurobi":
-            notes.append(f"{name}: {why}")
+            notes.append(f"{name} {UNUSABLE}: {why}")
     return None
 
 
@@ -265,7 +269,7 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     # order --------------------------------------------------------------------------------
     t = time.perf_counter()
     order, order_improved, order_solver = h_order, False, ""
-    joint = options.mode == "joint" and options.solver != "heuristic"
+    joint = options.plan_mode == "joint" and options.solver != "heuristic"
     if h_peak > lower and options.solver != "heuristic":
         share = clock.left() * (0.3 if joint else 0.7)
         order, lower, order_improved, order_solver = _order_stage(
@@ -368,6 +372,10 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     chosen.solver = solver_name or "heuristic"
     chosen.solve_seconds = clock.since(clock.t0)
     stats["notes"] = notes
+    # the solver asked for by name could not take some task: another one planned it
+    stats["substituted"] = sorted(
+        {n for n in notes if n.startswith(f"{options.solver} {UNUSABLE}: ")}
+    )
     stats["total_seconds"] = chosen.solve_seconds
     chosen.stats = stats
     return chosen

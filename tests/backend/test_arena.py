@@ -105,6 +105,9 @@ def test_generated_code_allocates_from_arenas_at_planned_offsets() -> None:
     # one byte array per arena, of the planned size
     byte_arrays = [int(n) for n in re.findall(r"pool\d+ = empty_strided_cpu\(\((\d+), \)", code)]
     assert sorted(byte_arrays) == sorted(plan["bytes"] for plan in arena["arenas"])
+    # the report's figure is what the code allocates
+    (report,) = dynamo_modelopt.get_reports()
+    assert report.arena_bytes == arena["arena_bytes"] == sum(byte_arrays)
     for plan in arena["arenas"]:
         # buffers take 64-byte slots; the offset search meets the live bytes of those slots
         assert plan["bytes"] == plan["live_peak_bytes"] and plan["bytes"] % 64 == 0
@@ -119,6 +122,7 @@ def test_arena_off_keeps_inductors_allocation() -> None:
     assert "reinterpret_tensor(pool" not in "\n".join(codes)
     assert "alloc_from_pool(" not in "\n".join(codes)
     assert all("arena" not in r.details for r in dynamo_modelopt.get_reports())
+    assert all(r.arena_bytes == 0 for r in dynamo_modelopt.get_reports())
 
 
 def test_arena_survives_unusual_training_loops() -> None:

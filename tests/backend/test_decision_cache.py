@@ -13,7 +13,7 @@ import torch._dynamo
 
 import dynamo_modelopt
 import dynamo_modelopt.backend as backend
-from dynamo_modelopt.decision_cache import cache_dir, decision_key
+from dynamo_modelopt.decision_cache import Decision, cache_dir, decision_key, load, store
 
 # FLOPs and no timed candidates: "deep_mlp" takes planned_saves on any machine
 # (`test_auto_plans_recomputation_on_the_compiled_backward`)
@@ -98,6 +98,28 @@ def test_an_unreadable_entry_is_searched_again(monkeypatch: pytest.MonkeyPatch) 
     searched, _, _ = _compile_and_step(monkeypatch)
     assert searched > 1
     assert json.loads(entry.read_text())["chosen"] == "planned_saves"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"chosen": "default", "settings": "x"},
+        {"chosen": "default", "settings": None},
+        {"chosen": 3},
+        {"settings": {}},
+        {"chosen": "planned_saves", "recompute_plan": "x"},
+        {"chosen": "planned_saves", "recompute_plan": {"recompute": "buf0"}},
+        ["chosen", "default"],
+        "default",
+        None,
+    ],
+)
+def test_an_entry_of_another_shape_is_absent(entry: Any) -> None:
+    key = "k" * 64
+    store(key, Decision("default"))
+    assert load(key) == Decision("default")
+    (cache_dir() / f"{key}.json").write_text(json.dumps(entry))
+    assert load(key) is None
 
 
 def test_with_the_cache_off_every_compile_searches(monkeypatch: pytest.MonkeyPatch) -> None:

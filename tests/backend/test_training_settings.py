@@ -275,13 +275,6 @@ def test_candidates_only_where_they_can_change_the_graph() -> None:
     assert all(c.backward_layout_opt for c in candidates(False, True, (0.5,), None, None, True))
 
 
-def test_unknown_settings_name_is_an_error() -> None:
-    model, inputs = make_case("mlp")
-    compiled = torch.compile(model, backend="modelopt", options={"settings": "no_layout_opt"})
-    with pytest.raises(Exception, match="does not apply to this graph"):
-        compiled(*inputs)
-
-
 def test_summary_gives_the_predicted_recompute_overhead() -> None:
     default, budget = _trial("default", 100, 1.0), _trial("budget_0.5", 60, 1.04)
     summary = summarize(budget, [default, budget])

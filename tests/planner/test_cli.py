@@ -97,3 +97,16 @@ def test_bench_script_runs(tmp_path):
     # raw sizes: 3 scalars and a 100-byte buffer need 260 B over a raw live peak of 112 B
     text = _bench(tmp_path, "--off", "pad_sizes")
     assert _arena_column(text, "small_unaligned") == "no (+148 B)"
+
+
+def test_plan_mode_flag_and_its_old_name() -> None:
+    import argparse
+
+    from dynamo_modelopt.planner.__main__ import add_options_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_options_arguments(parser)
+    for flag in ("--plan-mode", "--mode"):
+        options = options_from_args(parser.parse_args([flag, "joint"]))
+        assert options.plan_mode == "joint"
+    assert options_from_args(parser.parse_args([])).plan_mode == "two_stage"

@@ -72,7 +72,7 @@ def test_each_switch_off_on_a_medium_graph(switch):
 
 def test_joint_mode():
     p = random_dag(8, seed=11, alignment=2, sizes=(2, 4, 6))
-    r = plan(p, PlannerOptions(mode="joint", solver="cpsat", time_limit=10))
+    r = plan(p, PlannerOptions(plan_mode="joint", solver="cpsat", time_limit=10))
     check_plan(p, r)
     assert r.peak_bytes == brute_force_peak(p)
     two = plan(p, PlannerOptions(solver="cpsat", time_limit=10))
@@ -81,7 +81,7 @@ def test_joint_mode():
 
 def test_joint_mode_falls_back_for_milp_solvers():
     p = branchy()
-    r = plan(p, PlannerOptions(mode="joint", solver="highs", time_limit=5))
+    r = plan(p, PlannerOptions(plan_mode="joint", solver="highs", time_limit=5))
     check_plan(p, r)
     assert r.peak_bytes == 120
 
@@ -105,6 +105,19 @@ def test_solver_failure_falls_back(monkeypatch):
     assert r.peak_bytes <= r.stats["given_order_peak"]
     assert any("solver exploded" in n for n in r.stats["notes"])
     assert r.status == "heuristic"
+
+
+def test_named_solver_substitution_is_recorded(monkeypatch):
+    from dynamo_modelopt.planner import gurobi
+
+    monkeypatch.setattr(gurobi, "license_limit", lambda: (False, None, "test: no license"))
+    p = random_dag(12, seed=9, sizes=(3, 5, 7, 11))  # heuristic leaves gaps on both stages
+    options = PlannerOptions(solver="gurobi", exact_offsets=False, use_decomposition=False)
+    r = plan(p, options)
+    check_plan(p, r)
+    assert r.solver == "cpsat"
+    assert r.stats["substituted"] == ["gurobi unusable: test: no license"]
+    assert plan(p, dataclasses.replace(options, solver="cpsat")).stats["substituted"] == []
 
 
 def test_cycle_is_an_invalid_problem():
