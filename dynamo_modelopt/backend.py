@@ -35,6 +35,7 @@ from .decide import (
     summarize,
     time_trials,
 )
+from .dynamic import symbolic_sizes, warn_search_skipped
 from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
 from .inductor.backward_layout import without_backward_layout_opt
@@ -92,6 +93,10 @@ def modelopt_backend(
                 graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}
             )
 
+    dynamic = symbolic_sizes(example_inputs)
+    if dynamic and config.settings == "auto":
+        warn_search_skipped(str(torch._guards.CompileContext.current_compile_id()), dynamic)
+        return compile_with(gm, example_inputs, {})
     planned_saves = None
     if config.plan_recomputation and saved_set.available():
 
