@@ -56,6 +56,7 @@ from ..planner import (
 from ..report import GraphReport, add_report
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
+from .collectives import communication_nodes, moved_communication
 
 if TYPE_CHECKING:
     from torch._inductor.scheduler import BaseSchedulerNode
@@ -171,7 +172,8 @@ class PlanOrderPass(CustomSchedulerPass):
             "planned_order": peak_with_inplace_reuse(code, result.order, reuse_pairs),
         }
         order = problem.op_names
-        if self.config.reorder and _better(code_peaks):
+        kept = moved_communication(order, result.order, communication_nodes(inductor_nodes))
+        if self.config.reorder and _better(code_peaks) and kept is None:
             order = result.order
         if self.config.save_problems:
             _save(self.config.save_problems, graph_name, problem, result)
@@ -201,6 +203,7 @@ class PlanOrderPass(CustomSchedulerPass):
                     for name in order
                 ],
                 "stats": result.stats,
+                "order_kept_for_collectives": kept,
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
