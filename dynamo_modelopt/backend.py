@@ -93,10 +93,6 @@ def modelopt_backend(
                 graph, inputs, inner_compile=inner_compile, config_patches={**ours, **patches}
             )
 
-    dynamic = symbolic_sizes(example_inputs)
-    if dynamic and config.settings == "auto":
-        warn_search_skipped(str(torch._guards.CompileContext.current_compile_id()), dynamic)
-        return compile_with(gm, example_inputs, {})
     planned_saves = None
     if config.plan_recomputation and saved_set.available():
 
@@ -130,6 +126,10 @@ def modelopt_backend(
             )
         options_to_try = forced
     if len(options_to_try) == 1 and options_to_try[0].name == "default":
+        return compile_with(gm, example_inputs, {})
+    dynamic = symbolic_sizes(example_inputs)
+    if dynamic and config.settings == "auto":
+        warn_search_skipped(str(torch._guards.CompileContext.current_compile_id()), dynamic)
         return compile_with(gm, example_inputs, {})
     key = None
     if config.decision_cache and len(options_to_try) > 1:

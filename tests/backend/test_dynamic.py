@@ -108,3 +108,16 @@ def test_changing_batch_size_compiles_once_for_all_sizes(
     # arenas are skipped where a buffer's size is symbolic: their offsets fit one size only
     reasons = [(r.details.get("arena") or {}).get("reason", "") for r in dynamic_reports]
     assert any("symbolic size" in reason for reason in reasons), reasons
+
+
+def test_no_warning_where_there_is_no_search() -> None:
+    # inference without convolutions or concatenations: the defaults are the only candidate
+    net = MLP().net
+    compiled = torch.compile(net, backend="modelopt", dynamic=True)
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        for batch in BATCHES:
+            x = torch.randn(batch, 64)
+            torch.testing.assert_close(compiled(x), net(x), rtol=1e-4, atol=1e-5)
+    assert not [w for w in caught if "modelopt" in str(w.message)]
+    assert [r.graph_kind for r in dynamo_modelopt.get_reports()] == ["inference"]
