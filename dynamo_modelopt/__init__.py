@@ -10,6 +10,7 @@ step's measured peak and time against the predictions.
 
 from .backend import modelopt_backend
 from .config import ModeloptConfig
+from .dynamic import ModeloptDynamicShapeWarning
 from .report import (
     GraphReport,
     ModeloptFallbackWarning,
@@ -23,6 +24,7 @@ from .step import StepReport, measure_step
 __all__ = [
     "GraphReport",
     "ModeloptConfig",
+    "ModeloptDynamicShapeWarning",
     "ModeloptFallbackWarning",
     "ModeloptSettingWarning",
     "StepReport",

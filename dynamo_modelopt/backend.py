@@ -38,6 +38,7 @@ from .decide import (
     summarize,
     veto_by_timing,
 )
+from .dynamic import symbolic_sizes, warn_search_skipped
 from .inductor import saved_set
 from .inductor.accumulate import AccumulatePass
 from .inductor.backward_layout import without_backward_layout_opt
@@ -212,6 +213,10 @@ def modelopt_backend(
         _publish(trial, {**summarize(trial, [trial]), "why": not_applied})
         return trial.compiled
     if len(options_to_try) == 1 and options_to_try[0].name == "default":
+        return compile_with(gm, example_inputs, {})
+    dynamic = symbolic_sizes(example_inputs)
+    if dynamic and config.settings == "auto":
+        warn_search_skipped(str(torch._guards.CompileContext.current_compile_id()), dynamic)
         return compile_with(gm, example_inputs, {})
     key = None
     if config.decision_cache and len(options_to_try) > 1:

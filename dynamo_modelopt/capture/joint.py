@@ -26,6 +26,7 @@ from torch import fx
 from ..planner.lifetimes import live_ranges
 from ..planner.problem import Problem
 from ..planner.remat import Hold, RecomputeOption, RematProblem
+from .hints import hint
 
 
 def _storage(node: fx.Node) -> int | None:
@@ -39,7 +40,7 @@ def _storage_bytes(node: fx.Node, size_of: Callable[[fx.Node], int]) -> int:
     element count (what `size_of` sees) is large."""
     val = node.meta.get("val")
     try:
-        return int(val.untyped_storage().nbytes())
+        return int(hint(val.untyped_storage().nbytes()))
     except Exception:  # no storage to ask (symbolic, opaque): the element count's bytes
         return size_of(node)
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from .hints import hint
 from .workspace import (
     _MEASURED_NAMESPACES,
     MAX_MEASURED_BYTES,
@@ -75,7 +76,8 @@ def node_flops(node: fx.Node) -> float:
 
     try:
         args, kwargs = fx.node.map_aggregate((node.args, node.kwargs), value)
-        return float(formula(*args, **kwargs, out_val=node.meta.get("val")))
+        flops = formula(*args, **kwargs, out_val=node.meta.get("val"))
+        return float(hint(flops))  # float() of a symbolic count would specialize its sizes
     except Exception:  # a formula that does not fit these arguments
         return 0.0
 

@@ -56,6 +56,7 @@ from ..planner import (
 from ..report import GraphReport, add_report, warn_once
 from .accumulate import REWRITTEN_KEY
 from .arena import arena_candidates_or_reason, choose_arena
+from .collectives import communication_nodes, moved_communication
 from .plan_only import stop_if_planning_only
 from .report_cache import source_hash
 
@@ -193,7 +194,8 @@ class PlanOrderPass(CustomSchedulerPass):
         }
         _substituted(self.config, result)
         order = problem.op_names
-        if self.config.reorder and _better(code_peaks):
+        kept = moved_communication(order, result.order, communication_nodes(inductor_nodes))
+        if self.config.reorder and _better(code_peaks) and kept is None:
             order = result.order
         if self.config.save_problems:
             _save(self.config.save_problems, graph_name, problem, result)
@@ -226,6 +228,7 @@ class PlanOrderPass(CustomSchedulerPass):
                 "planner_peak_bytes": result.peak_bytes,
                 "planner_arena_bytes": result.arena_bytes,
                 "mode_patches": self.mode_patches,
+                "order_kept_for_collectives": kept,
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
