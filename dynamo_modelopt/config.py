@@ -136,15 +136,16 @@ class ModeloptConfig:
     )
     settings: str = _option(
         "auto",
-        '"auto": compile the memory-relevant alternatives and keep the lowest predicted peak '
-        "within `max_recompute_overhead`; \"default\": Inductor's settings only; a candidate's "
-        'name ("no_layout_opt", "budget_0.5", "planned_saves", ...) forces it.',
+        '"auto": plan the memory-relevant alternatives, build the lowest predicted peak whose '
+        "modelled run time is within `max_recompute_overhead`; \"default\": Inductor's settings "
+        'only; a candidate\'s name ("no_layout_opt", "budget_0.5", "planned_saves", ...) forces '
+        "it.",
         Allowed(str),
     )
     max_recompute_overhead: float = _option(
         0.05,
-        "Extra run time allowed for a lower peak (0.05 = 5%; a ratio measured at compile time "
-        "must stay one point below it).",
+        "Extra run time allowed for a lower peak (0.05 = 5%), by the run-time model; the "
+        "compile-time veto holds the measurement to one point below it.",
         Allowed(float, low=0.0),
     )
     peak_tolerance: float = _option(
@@ -187,8 +188,8 @@ class ModeloptConfig:
     )
     timing_rounds: int = _option(
         7,
-        'In "auto", run each candidate this many times in turns at compile time and compare '
-        "measured run times (0: estimates only).",
+        'In "auto", run the winner beside the defaults this many rounds (up to 3 batches) and '
+        "drop it where a sign test puts it over budget at 95% confidence (0: no veto).",
         Allowed(int, low=0),
     )
     accumulate_in_place: bool = _option(
