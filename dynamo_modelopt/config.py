@@ -137,7 +137,7 @@ class ModeloptConfig:
     settings: str = _option(
         "auto",
         '"auto": plan the memory-relevant alternatives, build the lowest predicted peak whose '
-        "modelled run time is within `max_recompute_overhead`; \"default\": Inductor's settings "
+        'modelled run time is within `max_recompute_overhead`; "default": Inductor\'s settings '
         'only; a candidate\'s name ("no_layout_opt", "budget_0.5", "planned_saves", ...) forces '
         "it.",
         Allowed(str),
@@ -187,9 +187,10 @@ class ModeloptConfig:
         Allowed(bool),
     )
     timing_rounds: int = _option(
-        7,
-        'In "auto", run the winner beside the defaults this many rounds (up to 3 batches) and '
-        "drop it where a sign test puts it over budget at 95% confidence (0: no veto).",
+        0,
+        'In "auto", a veto: run the winner beside the defaults (built too: one more compile) '
+        "this many rounds, up to 3 batches, and drop it where a sign test puts it over budget "
+        "at 95% confidence (0: the run-time model alone decides).",
         Allowed(int, low=0),
     )
     accumulate_in_place: bool = _option(

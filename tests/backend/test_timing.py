@@ -188,12 +188,8 @@ def test_reasons_not_to_run_the_candidates(monkeypatch: pytest.MonkeyPatch) -> N
     assert "needed" in str(timing.why_not_timed(inputs, 1 << 20, rounds=5))
 
 
-def test_backend_plans_every_candidate_and_builds_the_winner(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """ConvBN in training: every candidate planned, only the winner (and the defaults it is
-    timed beside) built; grads and running statistics as eager's (the timing runs touched
-    only copies); the compile's seconds split by stage."""
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the candidates the backend builds (compiles in full), as it builds them."""
     from dynamo_modelopt import backend
 
     built: list[str] = []
@@ -205,13 +201,24 @@ def test_backend_plans_every_candidate_and_builds_the_winner(
         return compile_trial(candidate, *args, build=build, **kwargs)
 
     monkeypatch.setattr(backend, "compile_trial", counting)
+    return built
+
+
+def test_backend_plans_every_candidate_and_builds_the_winner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ConvBN in training: every candidate planned, only the winner (and the defaults it is
+    timed beside) built; grads and running statistics as eager's (the timing runs touched
+    only copies); the compile's seconds split by stage."""
+    built = _count_builds(monkeypatch)
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
     model, inputs = make_case("convbn")
     eager_model, _ = make_case("convbn")
     model.train()
     eager_model.train()
-    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    options = {"strict": True, "timing_rounds": 7}
+    compiled = torch.compile(model, backend="modelopt", options=options)
     compiled(*inputs).backward()
     eager_model(*inputs).backward()
     settings = dynamo_modelopt.get_reports()[0].details["settings"]
@@ -237,11 +244,30 @@ def test_backend_says_why_it_did_not_run_the_winner(monkeypatch: pytest.MonkeyPa
     dynamo_modelopt.clear_reports()
     model, inputs = make_case("deep_mlp")
     model.train()
-    compiled = torch.compile(model, backend="modelopt", options={"strict": True})
+    options = {"strict": True, "timing_rounds": 7}
+    compiled = torch.compile(model, backend="modelopt", options=options)
     compiled(*inputs).backward()
     settings = dynamo_modelopt.get_reports()[0].details["settings"]
     assert all(a["measured_ratio"] is None for a in settings["alternatives"].values())
     if settings["chosen"] != "default":
         assert "free" in settings["not_timed"]
+
+
+def test_by_default_the_model_alone_decides_and_only_the_winner_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deep_mlp in training, default options: every candidate planned, one built, nothing
+    timed, and the summary says so."""
+    built = _count_builds(monkeypatch)
+    model, inputs = make_case("deep_mlp")
+    model.train()
+    compiled = torch.compile(model, backend="modelopt")
+    compiled(*inputs).backward()
+    settings = dynamo_modelopt.get_reports()[0].details["settings"]
+    assert len(settings["alternatives"]) > 1 and built == [settings["chosen"]]
+    assert all(a["measured_ratio"] is None for a in settings["alternatives"].values())
+    if settings["chosen"] != "default":
+        assert "timing turned off" in settings["not_timed"]
+    assert settings["compile_seconds"]["timing"] == 0.0
     if not settings["why"].startswith("no alternative"):  # run time decided: say on what
         assert "modelled run times" in settings["why"]
