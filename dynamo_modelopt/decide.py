@@ -9,10 +9,11 @@ candidate with the lowest predicted peak (our cost model, checked against the pr
 modelled run time stays within `max_recompute_overhead` of Inductor's defaults; where several
 come within `peak_tolerance` of that lowest peak, the one with the least peak times run time.
 Ties go to the earlier candidate (the defaults come first), so without a predicted gain
-nothing changes. Only the winner is built. Where memory allows, it is then run beside the
-defaults, and a winner measured above the budget at 95% confidence (`timing.py`) gives way to
-the next by the same rule; a measurement never picks a candidate, so the same graph, inputs and
-options choose the same settings in every process up to the model's kernel timings.
+nothing changes. Only the winner is built. With `timing_rounds` > 0 (a veto, off by default:
+it builds the defaults too) and where memory allows, the winner is run beside the defaults, and
+one measured above the budget at 95% confidence (`timing.py`) gives way to the next by the same
+rule. A measurement never picks a candidate, so the same graph, inputs and options choose the
+same settings in every process, up to the extern kernels' timings in the model.
 
 The run-time model on GPUs is Inductor's estimate, or the time to issue the kernels where that
 is larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is

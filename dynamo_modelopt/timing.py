@@ -1,7 +1,9 @@
 """The chosen candidate's compiled graph, run beside the defaults' at compile time: a veto.
 
 The choice between compile settings is made by the run-time model (`decide.py`), which is
-deterministic. The model misses what a setting costs outside the kernels it prices (on CPU,
+deterministic. With `timing_rounds` > 0 (off by default: the defaults must be built too, one
+more compile, and run) the measurement can veto its choice. The model misses what a setting
+costs outside the kernels it prices (on CPU,
 EfficientNet-B0 and GoogLeNet, batch 8, were estimated within the 5% budget and ran 5.7% and
 6.3% slower in turns: `bench/results/step_times_paired_zoo.md` at code 7a11ea7). So where
 memory allows, the winner is run beside the defaults on the example inputs, forward and (in
