@@ -15,7 +15,7 @@ the next by the same rule; a measurement never picks a candidate, so the same gr
 options choose the same settings in every process up to the model's kernel timings.
 
 The run-time model on GPUs is Inductor's estimate, or the time to issue the kernels where that
-is larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is
+is larger (small graphs are launch-bound: `runtime_model.GPU_SECONDS_PER_KERNEL`). On CPU it is
 each extern kernel's (convolution, matmul, attention) measured time plus the generated
 kernels' FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run
 8.6% faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).

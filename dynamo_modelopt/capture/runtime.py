@@ -2,7 +2,7 @@
 
 The choice between compile settings (`decide`) compares candidates by the compiled code's
 estimated run time: on CPU each extern kernel as measured (`workspace.measured_kernel`), the
-generated kernels by FLOPs and bytes moved at the rates below (`inductor/order_pass.py`). The
+generated kernels by FLOPs and bytes moved at the rates below (`inductor/runtime_model.py`). The
 recomputation plan is made earlier, on the joint graph (`inductor/saved_set.py`). Pricing the
 joint graph's operations the same way keeps the two in step: a plan counted in FLOPs could fit
 its budget and still read over it once its recomputed convolutions were timed (GPT-2's
