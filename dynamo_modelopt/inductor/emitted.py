@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .._torch_compat import ReuseLine, V
 from ..capture.joint import backward_boundary
 from ..capture.scheduler import (
     as_emitted,
@@ -39,9 +40,6 @@ def account_emitted_code(
     decisions, and emit the arenas where they are predicted not to be higher (see `arena.py`).
     `steps` are the fused nodes in order, grouped by kernel call (`kernel_call_steps`).
     """
-    from torch._inductor.codegen.wrapper import ReuseLine
-    from torch._inductor.virtualized import V
-
     wrapper = V.graph.wrapper_code
     inductor_passes = wrapper.run_wrapper_ir_passes
 
@@ -98,8 +96,6 @@ def _count_gradient_layout_copy(report: GraphReport, emitted: Any) -> None:
     into its parameter's layout with all gradients still held (`gradient_layout_copy_bytes`):
     on AlexNet (batch 8, layout optimization on) the step peaked there, 3 MiB above the graph.
     """
-    from torch._inductor.virtualized import V
-
     copy = gradient_layout_copy_bytes(V.graph.graph_outputs)
     if not copy:
         return

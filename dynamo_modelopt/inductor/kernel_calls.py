@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._torch_compat import V, cpp_scheduling
 from ..capture.inplace import with_inplace_reuse
 from ..capture.scheduler import CapturedGraph, kernel_call_steps, merge_steps
 from ..planner import peak_live_bytes
@@ -31,8 +32,6 @@ def kernel_calls(
     C++ node gets its own call (a few microseconds of call overhead each), which is what the
     plan assumes; elsewhere Inductor's grouping stays.
     """
-    from torch._inductor.virtualized import V
-
     steps = kernel_call_steps(order, captured.node_by_name)
     grouped = [step for step in steps if len(step) > 1]
     if not grouped:
@@ -49,13 +48,11 @@ def kernel_calls(
     }
     if not split:
         return steps
-    from torch._inductor.codegen.cpp import CppScheduling
-
     scheduler = V.graph.scheduler
     devices = {captured.node_by_name[name].get_device() for step in grouped for name in step}
     for device in devices - {None}:
         backend = scheduler.get_backend(device)
-        if isinstance(backend, CppScheduling):
+        if isinstance(backend, cpp_scheduling()):
             _flush_after_each_node(backend)
     return [[name] for name in order]
 

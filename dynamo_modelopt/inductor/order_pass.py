@@ -21,13 +21,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-try:
-    from torch._inductor.custom_graph_pass import CustomSchedulerPass
-except ImportError:  # torch 2.11: no such class; `_post_fusion_custom_pass` takes any callable
-    CustomSchedulerPass = object  # type: ignore[misc,assignment]
-
+from .._torch_compat import (
+    BaseSchedulerNode,
+    CustomSchedulerPass,
+    OrderedSet,
+    V,
+    reorder_for_peak_memory,
+)
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
 from ..capture.scheduler import (
     CapturedGraph,
@@ -51,17 +53,12 @@ from .kernel_calls import kernel_calls
 from .report_cache import source_hash
 from .runtime_model import estimated_runtime
 
-if TYPE_CHECKING:
-    from torch._inductor.scheduler import BaseSchedulerNode
-
 log = logging.getLogger(__name__)
 
 _graph_counter = 0
 
 
 def _graph_kind() -> str:
-    from torch._inductor.virtualized import V
-
     if V.graph.is_backward:
         return "backward"
     if V.graph.is_inference:
@@ -71,12 +68,8 @@ def _graph_kind() -> str:
 
 def _inductor_order(nodes: list[BaseSchedulerNode]) -> list[BaseSchedulerNode]:
     """The order Inductor's own peak-memory pass would pick (it also attaches planning info)."""
-    from torch._inductor import memory
-    from torch._inductor.utils import OrderedSet
-    from torch._inductor.virtualized import V
-
     scheduler = V.graph.scheduler
-    return memory.reorder_for_peak_memory(
+    return reorder_for_peak_memory(
         nodes,
         scheduler.name_to_buf,
         scheduler.name_to_fused_node,
@@ -172,8 +165,6 @@ class PlanOrderPass(CustomSchedulerPass):
         self, inductor_nodes: list[BaseSchedulerNode], kind: str, graph_name: str
     ) -> CapturedGraph:
         """The planning problem of the fused nodes; a backward reads what its forward saved."""
-        from torch._inductor.virtualized import V
-
         if kind == "forward":
             self.saved_input_views = input_views_among_outputs(V.graph.module.graph)
             self.held = caller_held_storages(V.graph.graph_outputs, caller_output_range())
@@ -297,8 +288,6 @@ def _output_gradient_bytes(problem: Any) -> dict[str, int]:
 
 def _accumulated_in_place() -> int:
     """How many matrix-product sums `accumulate.py` rewrote in this graph."""
-    from torch._inductor.virtualized import V
-
     module = getattr(V.graph, "module", None)
     meta = getattr(module, "meta", {})
     return int(meta.get(REWRITTEN_KEY, 0))

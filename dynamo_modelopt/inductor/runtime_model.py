@@ -5,14 +5,9 @@ The order pass records the figure in each report; `decide` weighs it against the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from .._torch_compat import BaseSchedulerNode, ExternKernelSchedulerNode, NopKernelSchedulerNode
 from ..capture.runtime import roofline_seconds
 from ..capture.workspace import KernelMeasurement, measured_kernel
-
-if TYPE_CHECKING:
-    from torch._inductor.scheduler import BaseSchedulerNode
-
 
 #: CPU-side seconds to issue one kernel of a compiled graph on a GPU (wrapper code, launch,
 #: allocation): H100, torch 2.11, ViT-B/16 at batch 4 and ResNet-18 at batch 16 ran 26-30 us
@@ -54,14 +49,10 @@ def estimated_runtime(
 
 
 def _is_nop(node: BaseSchedulerNode) -> bool:
-    from torch._inductor.scheduler import NopKernelSchedulerNode
-
     return isinstance(node, NopKernelSchedulerNode)
 
 
 def _measured_extern(node: BaseSchedulerNode) -> KernelMeasurement | None:
-    from torch._inductor.scheduler import ExternKernelSchedulerNode
-
     if not isinstance(node, ExternKernelSchedulerNode):
         return None
     return measured_kernel(node.node)
