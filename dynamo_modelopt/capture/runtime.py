@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from ..caches import BoundedCache
 from .hints import hint
 from .workspace import (
     _MEASURED_NAMESPACES,
@@ -43,8 +44,12 @@ log = logging.getLogger(__name__)
 CPU_FLOPS_PER_SECOND = 1e11
 CPU_BYTES_PER_SECOND = 1e10
 
+#: Most operators timed per process (each entry is one number).
+FX_CACHE_SIZE = 4096
 # (op, input specs, arguments, threads) -> seconds, or None where the run failed
-_fx_cache: dict[tuple[Any, ...], float | None] = {}
+_fx_cache: BoundedCache[tuple[Any, ...], float | None] = BoundedCache(
+    "timed operators", FX_CACHE_SIZE
+)
 
 
 def roofline_seconds(flops: float, moved_bytes: float) -> float:
