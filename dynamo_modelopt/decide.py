@@ -136,7 +136,7 @@ class Trial:
 def _emitted(report: GraphReport) -> int:
     if report.emitted_peak_bytes is not None:
         return report.emitted_peak_bytes
-    return report.planned_peak_bytes
+    return report.planned_peak_bytes or 0  # None: a fallback, which is never chosen
 
 
 def candidates(
@@ -503,8 +503,12 @@ def summarize(
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,
-                "inductor_peak_bytes": max((r.inductor_peak_bytes for r in t.reports), default=0),
-                "planned_peak_bytes": max((r.planned_peak_bytes for r in t.reports), default=0),
+                "inductor_peak_bytes": max(
+                    (r.inductor_peak_bytes or 0 for r in t.reports), default=0
+                ),
+                "planned_peak_bytes": max(
+                    (r.planned_peak_bytes or 0 for r in t.reports), default=0
+                ),
                 "estimated_runtime": t.estimated_runtime,
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,

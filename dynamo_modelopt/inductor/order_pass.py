@@ -128,9 +128,9 @@ class PlanOrderPass(CustomSchedulerPass):
                 GraphReport(
                     graph_kind=kind,
                     num_nodes=len(nodes),
-                    inductor_peak_bytes=0,
-                    planned_peak_bytes=0,
-                    lower_bound_bytes=0,
+                    inductor_peak_bytes=None,
+                    planned_peak_bytes=None,
+                    lower_bound_bytes=None,
                     solver="none",
                     status="fallback",
                     solve_seconds=time.perf_counter() - started,
