@@ -11,6 +11,7 @@ once with CP-SAT. Whatever happens in the solvers, the returned plan is valid an
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .bounds import combinatorial_lower_bound
@@ -206,6 +207,55 @@ def _local_budget(options: PlannerOptions) -> float:
     return min(2.0, 0.1 * options.time_limit)
 
 
+# -- heuristics stage ---------------------------------------------------------------------
+@dataclass
+class _Scored:
+    """A heuristic order with its best-fit offsets: a plan every result is checked against."""
+
+    peak: int
+    arena: int
+    rank: int  # position among the heuristic rules: the tie-break
+    rule: str
+    order: list[int]
+    offsets: dict[int, int]
+
+
+def _heuristic_stage(
+    g: Graph, options: PlannerOptions, stats: dict[str, Any]
+) -> tuple[_Scored, _Scored | None]:
+    """The best heuristic order (least peak, then arena) and the given order, when it is
+    topological, each with best-fit offsets."""
+    orders = heuristic_orders(g)
+    peaks = {rule: g.peak(order) for rule, order in orders.items()}
+    least = min(peaks.values())
+    if options.local_search:
+        start = min(orders, key=lambda rule: peaks[rule])
+        local = improve_order(g, orders[start], _local_budget(options))
+        if g.peak(local) < least:
+            orders["local"], peaks["local"] = local, g.peak(local)
+            least = peaks["local"]
+    scored: list[_Scored] = []
+    seen: list[list[int]] = []
+    for rank, (rule, order) in enumerate(orders.items()):
+        if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
+            continue  # best-fit (quadratic) only for the given order and one least-peak order
+        seen.append(order)
+        offs, arena = best_fit(items_for(g, order, options.pad_sizes))
+        scored.append(_Scored(peaks[rule], arena, rank, rule, order, offs))
+    scored.sort(key=lambda c: (c.peak, c.arena, c.rank))
+    best = scored[0]
+    given = next((c for c in scored if c.rule == "given"), None)
+    stats.update(
+        heuristic_rule=best.rule,
+        heuristic_peak=best.peak,
+        heuristic_arena=best.arena,
+        given_order_peak=given.peak if given else None,
+        given_order_arena=given.arena if given else None,
+        given_order_topological=given is not None,
+    )
+    return best, given
+
+
 # -- assembling ----------------------------------------------------------------------------
 def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lower: int) -> Plan:
     return Plan(
@@ -233,34 +283,8 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
 
     # heuristics ---------------------------------------------------------------------------
     t = time.perf_counter()
-    orders = heuristic_orders(g)
-    peaks = {rule: g.peak(order) for rule, order in orders.items()}
-    least = min(peaks.values())
-    if options.local_search:
-        start = min(orders, key=lambda rule: peaks[rule])
-        local = improve_order(g, orders[start], _local_budget(options))
-        if g.peak(local) < least:
-            orders["local"], peaks["local"] = local, g.peak(local)
-            least = peaks["local"]
-    scored = []
-    seen: list[list[int]] = []
-    for rank, (rule, order) in enumerate(orders.items()):
-        if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
-            continue  # best-fit (quadratic) only for the given order and one least-peak order
-        seen.append(order)
-        offs, arena = best_fit(items_for(g, order, options.pad_sizes))
-        scored.append((peaks[rule], arena, rank, rule, order, offs))
-    scored.sort(key=lambda c: c[:3])
-    h_peak, h_arena, _, h_rule, h_order, h_offs = scored[0]
-    given = next((c for c in scored if c[3] == "given"), None)
-    stats.update(
-        heuristic_rule=h_rule,
-        heuristic_peak=h_peak,
-        heuristic_arena=h_arena,
-        given_order_peak=given[0] if given else None,
-        given_order_arena=given[1] if given else None,
-        given_order_topological=given is not None,
-    )
+    heuristic, given = _heuristic_stage(g, options, stats)
+    h_peak, h_order = heuristic.peak, heuristic.order
     comb = combinatorial_lower_bound(g)
     stats["combinatorial_bound"] = comb
     stats["heuristic_seconds"] = clock.since(t)
@@ -344,9 +368,13 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     # choose the best valid plan -----------------------------------------------------------
     lower = min(lower, peak)
     candidates = [_plan_of(g, order, offsets, arena, lower)]
-    candidates.append(_plan_of(g, h_order, h_offs, h_arena, min(lower, h_peak)))
-    if given is not None:
-        candidates.append(_plan_of(g, given[4], given[5], given[1], min(lower, given[0])))
+    for baseline in (heuristic, given):
+        if baseline is not None:
+            candidates.append(
+                _plan_of(
+                    g, baseline.order, baseline.offsets, baseline.arena, min(lower, baseline.peak)
+                )
+            )
     chosen: Plan | None = None
     ranked = sorted(
         range(len(candidates)),
