@@ -270,6 +270,22 @@ def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lo
     )
 
 
+def _best_valid(problem: Problem, candidates: list[Plan], notes: list[str]) -> Plan:
+    """The candidate of least peak, then arena, then position that validates (a note for each
+    one that does not)."""
+    ranked = sorted(
+        range(len(candidates)),
+        key=lambda k: (candidates[k].peak_bytes, candidates[k].arena_bytes, k),
+    )
+    for k in ranked:
+        errs = validate(problem, candidates[k])
+        if not errs:
+            return candidates[k]
+        notes.append(f"candidate {k} invalid: {errs[0].kind.name}: {errs[0].message}")
+    # cannot happen for a valid problem: the given/heuristic plans validate
+    raise ValueError(f"problem {problem.name!r}: no valid plan found ({notes[:3]})")
+
+
 def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     """Plan the order and offsets of `problem` (see the module docstring).
 
@@ -375,19 +391,7 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
                     g, baseline.order, baseline.offsets, baseline.arena, min(lower, baseline.peak)
                 )
             )
-    chosen: Plan | None = None
-    ranked = sorted(
-        range(len(candidates)),
-        key=lambda k: (candidates[k].peak_bytes, candidates[k].arena_bytes, k),
-    )
-    for k in ranked:  # the best candidate that validates
-        errs = validate(problem, candidates[k])
-        if not errs:
-            chosen = candidates[k]
-            break
-        notes.append(f"candidate {k} invalid: {errs[0].kind.name}: {errs[0].message}")
-    if chosen is None:  # cannot happen for a valid problem: the given/heuristic plans validate
-        raise ValueError(f"problem {problem.name!r}: no valid plan found ({notes[:3]})")
+    chosen = _best_valid(problem, candidates, notes)
     improved = chosen is candidates[0] and (order_improved or off_improved)
     proved = chosen.peak_bytes <= lower and (
         off_proved
