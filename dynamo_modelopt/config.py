@@ -137,7 +137,7 @@ class ModeloptConfig:
     settings: str = _option(
         "auto",
         '"auto": plan the memory-relevant alternatives, build the lowest predicted peak whose '
-        "modelled run time is within `max_recompute_overhead`; \"default\": Inductor's settings "
+        'modelled run time is within `max_recompute_overhead`; "default": Inductor\'s settings '
         'only; a candidate\'s name ("no_layout_opt", "budget_0.5", "planned_saves", ...) forces '
         "it.",
         Allowed(str),
