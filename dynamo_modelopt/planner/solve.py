@@ -256,6 +256,73 @@ def _heuristic_stage(
     return best, given
 
 
+# -- joint stage --------------------------------------------------------------------------
+@dataclass
+class _Staged:
+    """The plan the stages have reached and what is known of it."""
+
+    order: list[int]
+    offsets: dict[int, int]
+    peak: int
+    arena: int
+    lower: int  # bound on the peak
+    order_improved: bool  # a solver improved on the heuristic order
+    off_proved: bool  # the arena is optimal for the order
+    solver_name: str
+
+
+def _joint_stage(
+    g: Graph,
+    staged: _Staged,
+    clock: _Clock,
+    options: PlannerOptions,
+    notes: list[str],
+    stats: dict[str, Any],
+) -> None:
+    """Order and offsets at once, warm-started from `staged`; its plan replaces `staged`'s
+    where lower (peak, then arena), and its bound raises `staged.lower`."""
+    t = time.perf_counter()
+    task = JointTask(
+        g, staged.order, staged.offsets, staged.lower, staged.peak, staged.arena, clock.left()
+    )
+    solver = _pick(options, task, notes)
+    if solver is not None and clock.left() > 0.05:
+        res = _safe(lambda: solver.solve_joint(task, options), solver.name)
+        if res.reason:
+            notes.append(res.reason)
+        stats["joint_status"] = res.status
+        j_items = (
+            items_for(g, res.order, options.pad_sizes)
+            if res.order is not None and g.is_topological(res.order)
+            else None
+        )
+        if (
+            j_items is not None
+            and res.order is not None
+            and res.offsets is not None
+            and placement_ok(j_items, res.offsets)
+        ):
+            jp = g.peak(res.order)
+            ja = max((res.offsets[i] + it.size for i, it in j_items.items()), default=0)
+            if (jp, ja) < (staged.peak, staged.arena):
+                staged.order, staged.offsets, staged.arena, staged.peak = (
+                    res.order,
+                    res.offsets,
+                    ja,
+                    jp,
+                )
+                staged.order_improved = True
+                staged.off_proved = res.status == "optimal"
+            staged.lower = max(staged.lower, min(res.peak_bound, staged.peak))
+            if res.status == "optimal":
+                staged.lower = max(staged.lower, staged.peak)
+                staged.off_proved = True
+        staged.solver_name = solver.name
+    stats["joint_seconds"] = clock.since(t)
+    stats["order_status"] = "optimal" if staged.peak <= staged.lower else "time_limit"
+    stats["offset_status"] = "optimal" if staged.off_proved else "time_limit"
+
+
 # -- assembling ----------------------------------------------------------------------------
 def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lower: int) -> Plan:
     return Plan(
@@ -346,44 +413,13 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     solver_name = order_solver or ("" if method == "best_fit" else method)
 
     # joint --------------------------------------------------------------------------------
+    staged = _Staged(order, offsets, peak, arena, lower, order_improved, off_proved, solver_name)
     if joint and not (peak <= lower and off_proved):
-        t = time.perf_counter()
-        task = JointTask(g, order, offsets, lower, peak, arena, clock.left())
-        solver = _pick(options, task, notes)
-        if solver is not None and clock.left() > 0.05:
-            res = _safe(lambda: solver.solve_joint(task, options), solver.name)
-            if res.reason:
-                notes.append(res.reason)
-            stats["joint_status"] = res.status
-            j_items = (
-                items_for(g, res.order, options.pad_sizes)
-                if res.order is not None and g.is_topological(res.order)
-                else None
-            )
-            if (
-                j_items is not None
-                and res.order is not None
-                and res.offsets is not None
-                and placement_ok(j_items, res.offsets)
-            ):
-                jp = g.peak(res.order)
-                ja = max((res.offsets[i] + it.size for i, it in j_items.items()), default=0)
-                if (jp, ja) < (peak, arena):
-                    order, offsets, arena, peak = res.order, res.offsets, ja, jp
-                    order_improved = True
-                    off_proved = res.status == "optimal"
-                lower = max(lower, min(res.peak_bound, peak))
-                if res.status == "optimal":
-                    lower = max(lower, peak)
-                    off_proved = True
-            solver_name = solver.name
-        stats["joint_seconds"] = clock.since(t)
-        stats["order_status"] = "optimal" if peak <= lower else "time_limit"
-        stats["offset_status"] = "optimal" if off_proved else "time_limit"
+        _joint_stage(g, staged, clock, options, notes, stats)
 
     # choose the best valid plan -----------------------------------------------------------
-    lower = min(lower, peak)
-    candidates = [_plan_of(g, order, offsets, arena, lower)]
+    lower = min(staged.lower, staged.peak)
+    candidates = [_plan_of(g, staged.order, staged.offsets, staged.arena, lower)]
     for baseline in (heuristic, given):
         if baseline is not None:
             candidates.append(
@@ -392,16 +428,16 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
                 )
             )
     chosen = _best_valid(problem, candidates, notes)
-    improved = chosen is candidates[0] and (order_improved or off_improved)
+    improved = chosen is candidates[0] and (staged.order_improved or off_improved)
     proved = chosen.peak_bytes <= lower and (
-        off_proved
+        staged.off_proved
         if chosen is candidates[0]
         else chosen.arena_bytes
         <= arena_lower_bound(items_for(g, [g.index[o] for o in chosen.order], options.pad_sizes))
     )
     chosen.lower_bound_bytes = min(lower, chosen.peak_bytes)
     chosen.status = "optimal" if proved else ("time_limit" if improved else "heuristic")
-    chosen.solver = solver_name or "heuristic"
+    chosen.solver = staged.solver_name or "heuristic"
     chosen.solve_seconds = clock.since(clock.t0)
     stats["notes"] = notes
     # the solver asked for by name could not take some task: another one planned it
