@@ -276,10 +276,41 @@ def problem_from_scheduler(
         raise UnplannableGraph("two scheduler nodes share a name")
     mutation_renamed = set(scheduler.mutation_real_name)
 
-    tensors: list[Tensor] = []
     freeable_inputs = get_freeable_input_buf(list(nodes), OrderedSet(graph_inputs))
     not_owned = set(inputs_not_owned)
     saved = saved or {}
+    tensors = _input_tensors(freeable_inputs, outputs, not_owned, saved)
+    meta: dict[str, Any] = {}
+    if saved:
+        tensors += _output_gradients(nodes, freeable_inputs)
+        meta["held_by_caller"] = _held_by_caller(saved, freeable_inputs, held_by_caller or {})
+    tensors += _copied_inputs(nodes, saved, freeable_inputs, not_owned)
+    for node in nodes:
+        tensors += _node_tensors(node, scheduler, outputs, mutation_renamed, measure_workspace)
+
+    precedences = {
+        (pred.get_name(), node.get_name())
+        for node in nodes
+        for pred in node.mpi_node.pred_nodes
+        if pred.get_name() in node_by_name
+    }
+    tensors = _start_at_first_write(tensors, [n.get_name() for n in nodes], precedences)
+    problem = Problem(
+        operations=[Operation(n.get_name()) for n in nodes],
+        tensors=tensors,
+        precedences=sorted(precedences),
+        name=name,
+        meta=meta,
+    )
+    return CapturedGraph(problem=problem, node_by_name=node_by_name)
+
+
+def _input_tensors(
+    freeable_inputs: Any, outputs: set[str], not_owned: set[str], saved: dict[str, SavedStorage]
+) -> list[Tensor]:
+    """The inputs Inductor may free, each sized by the storage behind it where the forward
+    saved it; views of one saved storage alias the first of them."""
+    tensors: list[Tensor] = []
     first_of_storage: dict[str, str] = {}
     for buf_name, input_buf in freeable_inputs.items():
         if buf_name in not_owned:
@@ -301,18 +332,32 @@ def problem_from_scheduler(
                 alias_of=alias_of if alias_of != buf_name else None,
             )
         )
-    meta: dict[str, Any] = {}
-    if saved:
-        tensors += _output_gradients(nodes, freeable_inputs)
-        received = {s.storage for n, s in saved.items() if n in V.graph.graph_inputs}
-        meta["held_by_caller"] = {
-            "tensors": sorted(
-                n for n, s in saved.items() if s.held_by_caller and n in freeable_inputs
-            ),
-            "other_bytes": sum(
-                size for storage, size in (held_by_caller or {}).items() if storage not in received
-            ),
-        }
+    return tensors
+
+
+def _held_by_caller(
+    saved: dict[str, SavedStorage], freeable_inputs: Any, held_by_caller: dict[str, int]
+) -> dict[str, Any]:
+    """What stays live if the caller holds the forward's outputs through the backward: the
+    saved tensors that are outputs too, and the bytes of the other outputs."""
+    received = {s.storage for n, s in saved.items() if n in V.graph.graph_inputs}
+    return {
+        "tensors": sorted(n for n, s in saved.items() if s.held_by_caller and n in freeable_inputs),
+        "other_bytes": sum(
+            size for storage, size in held_by_caller.items() if storage not in received
+        ),
+    }
+
+
+def _copied_inputs(
+    nodes: Sequence[BaseSchedulerNode],
+    saved: dict[str, SavedStorage],
+    freeable_inputs: Any,
+    not_owned: set[str],
+) -> list[Tensor]:
+    """Saved inputs that Inductor re-laid out: a copy the backward receives under the input's
+    name, which Inductor's estimate never counts."""
+    tensors: list[Tensor] = []
     for buf_name, storage in saved.items():
         if not storage.copied_input or buf_name in freeable_inputs or buf_name in not_owned:
             continue
@@ -332,59 +377,55 @@ def problem_from_scheduler(
                 alignment=ALLOCATION_ALIGNMENT,
             )
         )
+    return tensors
 
-    for node in nodes:
-        workspace = extern_workspace_bytes(
-            getattr(node, "node", None), _size_hint, measure=measure_workspace
-        )
-        if workspace:
-            tensors.append(
-                Tensor(
-                    name=f"{node.get_name()}_workspace",
-                    size=workspace,
-                    producer=node.get_name(),
-                    placed=False,
-                    alignment=ALLOCATION_ALIGNMENT,
-                )
-            )
-        for buf in node.get_outputs():
-            buf_name = buf.get_name()
-            layout = getattr(buf.node, "layout", None)
-            if buf_name in mutation_renamed or isinstance(layout, (NoneLayout, MultiOutputLayout)):
-                continue  # no memory of its own
-            size = _buffer_bytes(buf)
-            if size == 0:
-                continue
-            producer = _multi_output_parent(buf, scheduler) or node
-            tensors.append(
-                Tensor(
-                    name=buf_name,
-                    size=size,
-                    producer=producer.get_name(),
-                    consumers=_names(buf.mpi_buffer.succ_nodes),
-                    live_to_end=buf_name in outputs,
-                    alignment=ALLOCATION_ALIGNMENT,
-                    alias_of=layout.view.data.get_name()
-                    if isinstance(layout, NonOwningLayout)
-                    else None,
-                )
-            )
 
-    precedences = {
-        (pred.get_name(), node.get_name())
-        for node in nodes
-        for pred in node.mpi_node.pred_nodes
-        if pred.get_name() in node_by_name
-    }
-    tensors = _start_at_first_write(tensors, [n.get_name() for n in nodes], precedences)
-    problem = Problem(
-        operations=[Operation(n.get_name()) for n in nodes],
-        tensors=tensors,
-        precedences=sorted(precedences),
-        name=name,
-        meta=meta,
+def _node_tensors(
+    node: BaseSchedulerNode,
+    scheduler: Any,
+    outputs: set[str],
+    mutation_renamed: set[str],
+    measure_workspace: bool,
+) -> list[Tensor]:
+    """What one fused node allocates: an extern kernel's workspace, and each output buffer
+    with memory of its own (a slice written in place aliases the buffer it is a view of)."""
+    tensors: list[Tensor] = []
+    workspace = extern_workspace_bytes(
+        getattr(node, "node", None), _size_hint, measure=measure_workspace
     )
-    return CapturedGraph(problem=problem, node_by_name=node_by_name)
+    if workspace:
+        tensors.append(
+            Tensor(
+                name=f"{node.get_name()}_workspace",
+                size=workspace,
+                producer=node.get_name(),
+                placed=False,
+                alignment=ALLOCATION_ALIGNMENT,
+            )
+        )
+    for buf in node.get_outputs():
+        buf_name = buf.get_name()
+        layout = getattr(buf.node, "layout", None)
+        if buf_name in mutation_renamed or isinstance(layout, (NoneLayout, MultiOutputLayout)):
+            continue  # no memory of its own
+        size = _buffer_bytes(buf)
+        if size == 0:
+            continue
+        producer = _multi_output_parent(buf, scheduler) or node
+        tensors.append(
+            Tensor(
+                name=buf_name,
+                size=size,
+                producer=producer.get_name(),
+                consumers=_names(buf.mpi_buffer.succ_nodes),
+                live_to_end=buf_name in outputs,
+                alignment=ALLOCATION_ALIGNMENT,
+                alias_of=layout.view.data.get_name()
+                if isinstance(layout, NonOwningLayout)
+                else None,
+            )
+        )
+    return tensors
 
 
 def _output_gradients(nodes: Sequence[BaseSchedulerNode], freeable_inputs: Any) -> list[Tensor]:
