@@ -48,8 +48,8 @@ def worst_status(statuses: Sequence[str]) -> str:
     return max(statuses, key=STATUS_ORDER.index, default="")
 
 
-def _mib(num_bytes: int) -> str:
-    return f"{num_bytes / 2**20:.1f}"
+def _mib(num_bytes: int | None) -> str:
+    return "-" if num_bytes is None else f"{num_bytes / 2**20:.1f}"
 
 
 def describe_graph(report: Any) -> str:
@@ -79,8 +79,9 @@ def fell_back(report: Any) -> bool:
 
 
 def planned_peak_of(report: Any) -> int:
-    """The peak the graph runs with: Inductor's when it fell back to Inductor's order."""
-    return report.inductor_peak_bytes if fell_back(report) else report.planned_peak_bytes
+    """The peak the graph runs with: Inductor's when it fell back to Inductor's order (0
+    where the fallback has no figure)."""
+    return (report.inductor_peak_bytes if fell_back(report) else report.planned_peak_bytes) or 0
 
 
 def inductor_defaults_peak(reports: Sequence[Any]) -> int:
@@ -93,7 +94,7 @@ def inductor_defaults_peak(reports: Sequence[Any]) -> int:
         tried = report.details.get("settings", {}).get("alternatives", {})
         if "default" in tried:
             return int(tried["default"]["inductor_peak_bytes"])
-    return max(r.inductor_peak_bytes for r in reports)
+    return max(r.inductor_peak_bytes or 0 for r in reports)  # a fallback's None counts as 0
 
 
 def chosen_settings(reports: Sequence[Any]) -> tuple[str, float | None]:

@@ -16,7 +16,7 @@ rule. A measurement never picks a candidate, so the same graph, inputs and optio
 same settings in every process, up to the extern kernels' timings in the model.
 
 The run-time model on GPUs is Inductor's estimate, or the time to issue the kernels where that
-is larger (small graphs are launch-bound: `order_pass.GPU_SECONDS_PER_KERNEL`). On CPU it is
+is larger (small graphs are launch-bound: `runtime_model.GPU_SECONDS_PER_KERNEL`). On CPU it is
 each extern kernel's (convolution, matmul, attention) measured time plus the generated
 kernels' FLOPs and bytes at fixed rates: FLOPs alone said EfficientNet-B0 (batch 8) would run
 8.6% faster without layout optimization, where it ran 5.1% slower in turns (`bench.op_profile`).
@@ -137,7 +137,7 @@ class Trial:
 def _emitted(report: GraphReport) -> int:
     if report.emitted_peak_bytes is not None:
         return report.emitted_peak_bytes
-    return report.planned_peak_bytes
+    return report.planned_peak_bytes or 0  # None: a fallback, which is never chosen
 
 
 def candidates(
@@ -504,8 +504,12 @@ def summarize(
         "alternatives": {
             t.candidate.name: {
                 "predicted_peak_bytes": t.predicted_peak_bytes,
-                "inductor_peak_bytes": max((r.inductor_peak_bytes for r in t.reports), default=0),
-                "planned_peak_bytes": max((r.planned_peak_bytes for r in t.reports), default=0),
+                "inductor_peak_bytes": max(
+                    (r.inductor_peak_bytes or 0 for r in t.reports), default=0
+                ),
+                "planned_peak_bytes": max(
+                    (r.planned_peak_bytes or 0 for r in t.reports), default=0
+                ),
                 "estimated_runtime": t.estimated_runtime,
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,

@@ -33,14 +33,16 @@ class GraphReport:
     order_changed: whether the generated code runs our order rather than Inductor's.
     status: "optimal" (proved), "time_limit" (best found when time ran out), "heuristic"
         (no solver improved on the heuristics), "fallback" (plain Inductor; see fallback_reason).
-        A fallback report has no figures: its byte fields read 0.
+        A fallback report has no figures: inductor_peak_bytes, planned_peak_bytes and
+        lower_bound_bytes are None (nothing was captured or planned), as is
+        emitted_peak_bytes; readers that combine reports count None as absent.
     """
 
     graph_kind: str
     num_nodes: int
-    inductor_peak_bytes: int
-    planned_peak_bytes: int
-    lower_bound_bytes: int
+    inductor_peak_bytes: int | None
+    planned_peak_bytes: int | None
+    lower_bound_bytes: int | None
     solver: str
     status: str
     solve_seconds: float
@@ -53,15 +55,17 @@ class GraphReport:
 
     @property
     def saved_bytes(self) -> int:
+        if self.inductor_peak_bytes is None or self.planned_peak_bytes is None:
+            return 0  # a fallback runs Inductor's order: nothing saved
         return self.inductor_peak_bytes - self.planned_peak_bytes
 
     def summary(self) -> str:
         mib = 1 << 20
         text = (
             f"{self.graph_kind:<9} nodes={self.num_nodes:<5} "
-            f"inductor={self.inductor_peak_bytes / mib:9.2f} MiB "
-            f"planned={self.planned_peak_bytes / mib:9.2f} MiB "
-            f"bound={self.lower_bound_bytes / mib:9.2f} MiB "
+            f"inductor={_mib(self.inductor_peak_bytes)} MiB "
+            f"planned={_mib(self.planned_peak_bytes)} MiB "
+            f"bound={_mib(self.lower_bound_bytes)} MiB "
             f"{self.solver}/{self.status} {self.solve_seconds:.2f}s"
         )
         if self.emitted_peak_bytes is not None:
@@ -74,6 +78,11 @@ class GraphReport:
         if self.fallback_reason:
             text += f" fallback: {self.fallback_reason}"
         return text
+
+
+def _mib(num_bytes: int | None) -> str:
+    """A byte figure in MiB, 9 wide; "-" where the report has none (a fallback)."""
+    return f"{'-':>9}" if num_bytes is None else f"{num_bytes / (1 << 20):9.2f}"
 
 
 _lock = threading.Lock()

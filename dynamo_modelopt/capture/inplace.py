@@ -15,6 +15,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from .._torch_compat import (
+    MultiOutputLayout,
+    NoneLayout,
+    NopKernelSchedulerNode,
+    SchedulerNode,
+    V,
+    can_match_buffer_size,
+)
 from ..planner import Problem, peak_live_bytes
 
 # fused node name -> [(input buffer, output buffer)] it may reuse, in Inductor's try order
@@ -23,11 +31,6 @@ InplaceCandidates = dict[str, list[tuple[str, str]]]
 
 def inplace_candidates(nodes: Sequence[Any]) -> InplaceCandidates:
     """Reuse pairs allowed by the structure of the fused graph (not yet by an order)."""
-    from torch._inductor import ir
-    from torch._inductor.codegen.wrapper import can_match_buffer_size
-    from torch._inductor.scheduler import NopKernelSchedulerNode, SchedulerNode
-    from torch._inductor.virtualized import V
-
     scheduler = V.graph.scheduler
     found: InplaceCandidates = {}
     for fused in nodes:
@@ -51,7 +54,7 @@ def inplace_candidates(nodes: Sequence[Any]) -> InplaceCandidates:
                         or source.defining_op is None
                         or isinstance(source.defining_op, NopKernelSchedulerNode)
                         or isinstance(
-                            source.node.get_output_spec(), (ir.NoneLayout, ir.MultiOutputLayout)
+                            source.node.get_output_spec(), (NoneLayout, MultiOutputLayout)
                         )
                         or not any(u.can_inplace and u.node is node for u in source.users)
                         or not can_match_buffer_size(source.node, out)

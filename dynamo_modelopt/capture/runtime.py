@@ -2,7 +2,7 @@
 
 The choice between compile settings (`decide`) compares candidates by the compiled code's
 estimated run time: on CPU each extern kernel as measured (`workspace.measured_kernel`), the
-generated kernels by FLOPs and bytes moved at the rates below (`inductor/order_pass.py`). The
+generated kernels by FLOPs and bytes moved at the rates below (`inductor/runtime_model.py`). The
 recomputation plan is made earlier, on the joint graph (`inductor/saved_set.py`). Pricing the
 joint graph's operations the same way keeps the two in step: a plan counted in FLOPs could fit
 its budget and still read over it once its recomputed convolutions were timed (GPT-2's
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from ..caches import BoundedCache
 from .hints import hint
 from .workspace import (
     _MEASURED_NAMESPACES,
@@ -43,8 +44,12 @@ log = logging.getLogger(__name__)
 CPU_FLOPS_PER_SECOND = 1e11
 CPU_BYTES_PER_SECOND = 1e10
 
+#: Most operators timed per process (each entry is one number).
+FX_CACHE_SIZE = 4096
 # (op, input specs, arguments, threads) -> seconds, or None where the run failed
-_fx_cache: dict[tuple[Any, ...], float | None] = {}
+_fx_cache: BoundedCache[tuple[Any, ...], float | None] = BoundedCache(
+    "timed operators", FX_CACHE_SIZE
+)
 
 
 def roofline_seconds(flops: float, moved_bytes: float) -> float:

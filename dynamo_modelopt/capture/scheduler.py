@@ -21,14 +21,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._torch_compat import (
+    BaseSchedulerNode,
+    FusedSchedulerNode,
+    MultiOutput,
+    MultiOutputLayout,
+    NoneLayout,
+    NonOwningLayout,
+    NopKernelSchedulerNode,
+    OrderedSet,
+    SchedulerBuffer,
+    SchedulerNode,
+    TracingContext,
+    V,
+    cpp_scheduling,
+    get_dtype_size,
+    get_freeable_input_buf,
+    is_contiguous_strides_for_shape,
+    size_hint_or_throw,
+)
 from ..planner.graph import fold_aliases
 from ..planner.problem import Operation, Problem, Tensor
 from .workspace import extern_workspace_bytes
-
-if TYPE_CHECKING:
-    from torch._inductor.scheduler import BaseSchedulerNode, SchedulerBuffer
 
 # Inductor's CPU and CUDA allocations are at least this aligned; offsets in our arena follow.
 ALLOCATION_ALIGNMENT = 64
@@ -55,13 +71,8 @@ def _size_hint(expr: Any) -> int:
     Order is safe for any shape, so a backed symbolic size is planned at its hint; a size that
     depends on data (an unbacked symbol) has no such value and makes the graph unplannable.
     """
-    from torch._inductor.virtualized import V
-
-    sizevars = V.graph.sizevars
-    # newer torch names it guarding_hint_or_throw; torch 2.11 has size_hint_or_throw.
-    hint = getattr(sizevars, "guarding_hint_or_throw", None) or sizevars.size_hint_or_throw
     try:
-        return int(hint(expr))
+        return int(size_hint_or_throw(expr))
     except Exception as exc:
         raise UnplannableGraph(f"size {expr} depends on data and has no bound ({exc})") from exc
 
@@ -72,15 +83,11 @@ def _buffer_bytes(buf: SchedulerBuffer) -> int:
 
 def _node_bytes(node: Any) -> int:
     """Bytes of the elements of an IR node (buffer or graph output)."""
-    from torch._inductor.utils import get_dtype_size
-
     return _size_hint(node.get_numel()) * get_dtype_size(node.get_dtype())
 
 
 def _multi_output_parent(buf: SchedulerBuffer, scheduler: Any) -> BaseSchedulerNode | None:
     """The fused node of the kernel that really allocated a MultiOutput child buffer."""
-    from torch._inductor.ir import MultiOutput
-
     ir_node = buf.node
     if not isinstance(ir_node, MultiOutput) or not ir_node.inputs:
         return None
@@ -131,9 +138,7 @@ def caller_output_range() -> range | None:
     `loss.backward()` while `outputs.logits` is still referenced), so they stay allocated
     during the backward even where the backward is done with them. None when unknown.
     """
-    import torch
-
-    context = torch._guards.TracingContext.try_get()
+    context = TracingContext.try_get()
     meta = getattr(context, "fw_metadata", None)
     if meta is None or getattr(meta, "num_forward_tokens", 0):
         return None
@@ -143,8 +148,6 @@ def caller_output_range() -> range | None:
 
 def _storage_bytes(buffer: Any) -> int:
     """Bytes of the whole storage behind an IR buffer or graph input."""
-    from torch._inductor.utils import get_dtype_size
-
     return _size_hint(buffer.get_layout().storage_size()) * get_dtype_size(buffer.get_dtype())
 
 
@@ -155,8 +158,6 @@ def _readers(nodes: Sequence[BaseSchedulerNode], name: str) -> list[BaseSchedule
 
 def _storage_of(ir_output: Any) -> tuple[str, int] | None:
     """(owning buffer, bytes of its whole storage) of a graph output; None if it has none."""
-    from torch._inductor.virtualized import V
-
     try:
         storage = ir_output.get_name()
         return storage, _storage_bytes(V.graph.get_buffer(storage))
@@ -166,8 +167,6 @@ def _storage_of(ir_output: Any) -> tuple[str, int] | None:
 
 def caller_held_storages(graph_outputs: Sequence[Any], positions: range | None) -> dict[str, int]:
     """Storage -> bytes of the forward outputs at `positions` that own memory of their own."""
-    from torch._inductor.virtualized import V
-
     held: dict[str, int] = {}
     for index in positions or ():
         if index >= len(graph_outputs):
@@ -184,8 +183,6 @@ def gradient_layout_copy_bytes(graph_outputs: Sequence[Any]) -> int:
     under layout optimization; parameters are contiguous). `AccumulateGrad` then allocates a
     copy in the parameter's layout while every gradient is still held, one parameter at a time
     (where `.grad` was None; an existing `.grad` is added to in place). 0 if none."""
-    from torch._inductor.ir import is_contiguous_strides_for_shape
-
     largest = 0
     for output in graph_outputs:
         try:
@@ -215,8 +212,6 @@ def saved_storages(
     input that Inductor re-lays out (channels-last for a convolution), the backward receives a
     fresh copy under the input's name (`primals_3`), which the estimate never counts at all.
     """
-    from torch._inductor.virtualized import V
-
     output = next(n for n in reversed(fx_graph.nodes) if n.op == "output")
     values = list(output.args[0])
     if len(values) != len(graph_outputs):
@@ -274,11 +269,6 @@ def problem_from_scheduler(
     Requires memory.py's planning info on the nodes and buffers, i.e. run after
     `prepare_planning_info` (which Inductor's `reorder_for_peak_memory` calls).
     """
-    from torch._inductor.ir import MultiOutputLayout, NoneLayout, NonOwningLayout
-    from torch._inductor.memory import get_freeable_input_buf
-    from torch._inductor.utils import OrderedSet
-    from torch._inductor.virtualized import V
-
     scheduler = V.graph.scheduler
     outputs = set(graph_outputs)
     node_by_name = {n.get_name(): n for n in nodes}
@@ -286,10 +276,41 @@ def problem_from_scheduler(
         raise UnplannableGraph("two scheduler nodes share a name")
     mutation_renamed = set(scheduler.mutation_real_name)
 
-    tensors: list[Tensor] = []
     freeable_inputs = get_freeable_input_buf(list(nodes), OrderedSet(graph_inputs))
     not_owned = set(inputs_not_owned)
     saved = saved or {}
+    tensors = _input_tensors(freeable_inputs, outputs, not_owned, saved)
+    meta: dict[str, Any] = {}
+    if saved:
+        tensors += _output_gradients(nodes, freeable_inputs)
+        meta["held_by_caller"] = _held_by_caller(saved, freeable_inputs, held_by_caller or {})
+    tensors += _copied_inputs(nodes, saved, freeable_inputs, not_owned)
+    for node in nodes:
+        tensors += _node_tensors(node, scheduler, outputs, mutation_renamed, measure_workspace)
+
+    precedences = {
+        (pred.get_name(), node.get_name())
+        for node in nodes
+        for pred in node.mpi_node.pred_nodes
+        if pred.get_name() in node_by_name
+    }
+    tensors = _start_at_first_write(tensors, [n.get_name() for n in nodes], precedences)
+    problem = Problem(
+        operations=[Operation(n.get_name()) for n in nodes],
+        tensors=tensors,
+        precedences=sorted(precedences),
+        name=name,
+        meta=meta,
+    )
+    return CapturedGraph(problem=problem, node_by_name=node_by_name)
+
+
+def _input_tensors(
+    freeable_inputs: Any, outputs: set[str], not_owned: set[str], saved: dict[str, SavedStorage]
+) -> list[Tensor]:
+    """The inputs Inductor may free, each sized by the storage behind it where the forward
+    saved it; views of one saved storage alias the first of them."""
+    tensors: list[Tensor] = []
     first_of_storage: dict[str, str] = {}
     for buf_name, input_buf in freeable_inputs.items():
         if buf_name in not_owned:
@@ -311,18 +332,32 @@ def problem_from_scheduler(
                 alias_of=alias_of if alias_of != buf_name else None,
             )
         )
-    meta: dict[str, Any] = {}
-    if saved:
-        tensors += _output_gradients(nodes, freeable_inputs)
-        received = {s.storage for n, s in saved.items() if n in V.graph.graph_inputs}
-        meta["held_by_caller"] = {
-            "tensors": sorted(
-                n for n, s in saved.items() if s.held_by_caller and n in freeable_inputs
-            ),
-            "other_bytes": sum(
-                size for storage, size in (held_by_caller or {}).items() if storage not in received
-            ),
-        }
+    return tensors
+
+
+def _held_by_caller(
+    saved: dict[str, SavedStorage], freeable_inputs: Any, held_by_caller: dict[str, int]
+) -> dict[str, Any]:
+    """What stays live if the caller holds the forward's outputs through the backward: the
+    saved tensors that are outputs too, and the bytes of the other outputs."""
+    received = {s.storage for n, s in saved.items() if n in V.graph.graph_inputs}
+    return {
+        "tensors": sorted(n for n, s in saved.items() if s.held_by_caller and n in freeable_inputs),
+        "other_bytes": sum(
+            size for storage, size in held_by_caller.items() if storage not in received
+        ),
+    }
+
+
+def _copied_inputs(
+    nodes: Sequence[BaseSchedulerNode],
+    saved: dict[str, SavedStorage],
+    freeable_inputs: Any,
+    not_owned: set[str],
+) -> list[Tensor]:
+    """Saved inputs that Inductor re-laid out: a copy the backward receives under the input's
+    name, which Inductor's estimate never counts."""
+    tensors: list[Tensor] = []
     for buf_name, storage in saved.items():
         if not storage.copied_input or buf_name in freeable_inputs or buf_name in not_owned:
             continue
@@ -342,65 +377,59 @@ def problem_from_scheduler(
                 alignment=ALLOCATION_ALIGNMENT,
             )
         )
+    return tensors
 
-    for node in nodes:
-        workspace = extern_workspace_bytes(
-            getattr(node, "node", None), _size_hint, measure=measure_workspace
-        )
-        if workspace:
-            tensors.append(
-                Tensor(
-                    name=f"{node.get_name()}_workspace",
-                    size=workspace,
-                    producer=node.get_name(),
-                    placed=False,
-                    alignment=ALLOCATION_ALIGNMENT,
-                )
-            )
-        for buf in node.get_outputs():
-            buf_name = buf.get_name()
-            layout = getattr(buf.node, "layout", None)
-            if buf_name in mutation_renamed or isinstance(layout, (NoneLayout, MultiOutputLayout)):
-                continue  # no memory of its own
-            size = _buffer_bytes(buf)
-            if size == 0:
-                continue
-            producer = _multi_output_parent(buf, scheduler) or node
-            tensors.append(
-                Tensor(
-                    name=buf_name,
-                    size=size,
-                    producer=producer.get_name(),
-                    consumers=_names(buf.mpi_buffer.succ_nodes),
-                    live_to_end=buf_name in outputs,
-                    alignment=ALLOCATION_ALIGNMENT,
-                    alias_of=layout.view.data.get_name()
-                    if isinstance(layout, NonOwningLayout)
-                    else None,
-                )
-            )
 
-    precedences = {
-        (pred.get_name(), node.get_name())
-        for node in nodes
-        for pred in node.mpi_node.pred_nodes
-        if pred.get_name() in node_by_name
-    }
-    tensors = _start_at_first_write(tensors, [n.get_name() for n in nodes], precedences)
-    problem = Problem(
-        operations=[Operation(n.get_name()) for n in nodes],
-        tensors=tensors,
-        precedences=sorted(precedences),
-        name=name,
-        meta=meta,
+def _node_tensors(
+    node: BaseSchedulerNode,
+    scheduler: Any,
+    outputs: set[str],
+    mutation_renamed: set[str],
+    measure_workspace: bool,
+) -> list[Tensor]:
+    """What one fused node allocates: an extern kernel's workspace, and each output buffer
+    with memory of its own (a slice written in place aliases the buffer it is a view of)."""
+    tensors: list[Tensor] = []
+    workspace = extern_workspace_bytes(
+        getattr(node, "node", None), _size_hint, measure=measure_workspace
     )
-    return CapturedGraph(problem=problem, node_by_name=node_by_name)
+    if workspace:
+        tensors.append(
+            Tensor(
+                name=f"{node.get_name()}_workspace",
+                size=workspace,
+                producer=node.get_name(),
+                placed=False,
+                alignment=ALLOCATION_ALIGNMENT,
+            )
+        )
+    for buf in node.get_outputs():
+        buf_name = buf.get_name()
+        layout = getattr(buf.node, "layout", None)
+        if buf_name in mutation_renamed or isinstance(layout, (NoneLayout, MultiOutputLayout)):
+            continue  # no memory of its own
+        size = _buffer_bytes(buf)
+        if size == 0:
+            continue
+        producer = _multi_output_parent(buf, scheduler) or node
+        tensors.append(
+            Tensor(
+                name=buf_name,
+                size=size,
+                producer=producer.get_name(),
+                consumers=_names(buf.mpi_buffer.succ_nodes),
+                live_to_end=buf_name in outputs,
+                alignment=ALLOCATION_ALIGNMENT,
+                alias_of=layout.view.data.get_name()
+                if isinstance(layout, NonOwningLayout)
+                else None,
+            )
+        )
+    return tensors
 
 
 def _output_gradients(nodes: Sequence[BaseSchedulerNode], freeable_inputs: Any) -> list[Tensor]:
     """A backward's `tangents_*` inputs, which Inductor's estimate counts as never freed."""
-    from torch._inductor.virtualized import V
-
     extras: list[Tensor] = []
     for name, value in V.graph.graph_inputs.items():
         if not name.startswith("tangents_") or name in freeable_inputs:
@@ -500,10 +529,6 @@ def kernel_call_steps(order: Sequence[str], nodes: dict[str, Any]) -> list[list[
     input it reads last is freed after it, so the whole group is one step of the code. Triton
     kernels, extern kernels and templates are each a step of their own.
     """
-    from torch._inductor.codegen.cpp import CppScheduling
-    from torch._inductor.scheduler import NopKernelSchedulerNode
-    from torch._inductor.virtualized import V
-
     scheduler = V.graph.scheduler
     steps: list[list[str]] = []
     open_device: Any = None  # device of the C++ group being collected, None when closed
@@ -519,7 +544,7 @@ def kernel_call_steps(order: Sequence[str], nodes: dict[str, Any]) -> list[list[
         grouped = (
             device is not None
             and not (node.is_extern() or node.is_template() or node.is_foreach())
-            and isinstance(scheduler.get_backend(device), CppScheduling)
+            and isinstance(scheduler.get_backend(device), cpp_scheduling())
         )
         if grouped and open_device == device:
             steps[-1].append(name)
@@ -557,9 +582,6 @@ def kernel_local_buffers(nodes: Sequence[BaseSchedulerNode]) -> set[str]:
     """Buffers code generation will most likely remove: all their users sit in the kernel that
     writes them (Inductor's `remove_kernel_local_buffers`, which decides per kernel at codegen
     time; predicted here from the fused nodes so that orders can be compared before codegen)."""
-    from torch._inductor.scheduler import FusedSchedulerNode, SchedulerNode
-    from torch._inductor.virtualized import V
-
     scheduler = V.graph.scheduler
     mutated = set(scheduler.mutation_renames) | set(scheduler.mutation_real_name)
     removed: set[str] = set()

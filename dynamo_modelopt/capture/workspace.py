@@ -43,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..caches import BoundedCache
+
 log = logging.getLogger(__name__)
 
 SizeHint = Callable[[Any], int]
@@ -167,8 +169,12 @@ TIMED_CALLS = 3
 #: Rounds of `retime`: with 3, one EfficientNet-B0 candidate's estimated overhead read +4.3%
 #: and +7.6% in two compiles on a 2-core VM.
 RETIME_ROUNDS = 5
+#: Most kernels measured per process (each entry is a few numbers; a model has some hundreds).
+MEASURED_CACHE_SIZE = 4096
 # key -> measurement, or None where measuring failed (the rules answer then)
-_measured_cache: dict[_MeasureKey, KernelMeasurement | None] = {}
+_measured_cache: BoundedCache[_MeasureKey, KernelMeasurement | None] = BoundedCache(
+    "measured kernels", MEASURED_CACHE_SIZE
+)
 # key -> (call, input specs), kept only inside `keeping_kernels` (they hold IR nodes)
 _runners: dict[_MeasureKey, tuple[Callable[[list[Any]], Any], list[_TensorSpec]]] | None = None
 

@@ -2,7 +2,7 @@
 
 Choosing between compile settings needs each candidate's planned and emitted peaks and its
 modelled run time, all of which exist once Inductor has generated the wrapper's allocation
-lines (`order_pass._account_emitted_code`). What follows (writing the module, compiling every
+lines (`emitted.account_emitted_code`). What follows (writing the module, compiling every
 kernel with the C++ compiler or Triton, loading it) is only needed for the settings that win.
 Under `planning_only()`, the emitted-code accounting of each planned graph ends its compile by
 raising `PlannedOnly`; `stopping_after_plan` wraps Inductor's `compile_fx_inner` to catch it,

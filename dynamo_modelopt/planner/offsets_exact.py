@@ -14,9 +14,8 @@ crosses between them) are solved independently; the arena is the highest group.
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .heuristics import Item, arena_lower_bound, best_fit, time_neighbours
 
@@ -45,6 +44,27 @@ def components(items: dict[int, Item]) -> list[list[int]]:
 
 class _Timeout(Exception):
     pass
+
+
+@dataclass(slots=True)
+class _Placed:
+    """One buffer placed on the search path, with what placing it overwrote."""
+
+    buffer: int
+    saved_top: list[int]
+    raised: list[tuple[int, int]]
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A search node on the stack: its candidates, the next one to try and the buffer placed
+    for the branch being explored."""
+
+    cands: list[tuple[int, ...]]
+    height: int
+    position: int = 0
+    tried: set[tuple[object, ...]] = field(default_factory=set)
+    placed: _Placed | None = None
 
 
 def _search(
@@ -81,7 +101,9 @@ def _search(
     best_arena = incumbent
     nodes = 0
 
-    def dfs(last: int, height: int) -> bool:
+    def visit(last: int, height: int) -> list[tuple[int, ...]] | bool:
+        """Enter a search node: True when a placement reached `target` (stop), False when this
+        node is a leaf or is pruned, else its candidates (floor first) to branch on."""
         nonlocal best, best_arena, nodes
         nodes += 1
         if nodes & 255 == 0 and time.perf_counter() > deadline:
@@ -108,11 +130,40 @@ def _search(
             else:
                 cands.append((floor, -size[i], span[i][0], i))
         cands.sort()
-        tried: set[tuple[object, ...]] = set()
-        for floor, *_, i in cands:
-            if sig[i] in tried:
+        return cands
+
+    def search() -> None:
+        """Depth first over the candidates, with an explicit stack (no recursion limit): each
+        frame is a search node, its candidates and the buffer its current branch placed."""
+        root = visit(0, 0)
+        if isinstance(root, bool):
+            return
+        stack = [_Frame(root, height=0)]
+        while stack:
+            frame = stack[-1]
+            placed = frame.placed
+            if placed is not None:  # back from a branch: take its buffer off again
+                i = placed.buffer
+                s, e = span[i]
+                sz = size[i]
+                del offsets[i]
+                unplaced.add(i)
+                for j, old in placed.raised:
+                    base[j] = old
+                need[s:e] = [x + sz for x in need[s:e]]
+                top[s:e] = placed.saved_top
+                frame.placed = None
+            # the next candidate, skipping ones identical to a buffer tried here already
+            cands, tried = frame.cands, frame.tried
+            while frame.position < len(cands):
+                floor, *_, i = cands[frame.position]
+                frame.position += 1
+                if sig[i] not in tried:
+                    tried.add(sig[i])
+                    break
+            else:
+                stack.pop()
                 continue
-            tried.add(sig[i])
             s, e = span[i]
             sz = size[i]
             new_top = floor + sz
@@ -126,28 +177,19 @@ def _search(
                     base[j] = new_top
             unplaced.discard(i)
             offsets[i] = floor
-            done = dfs(floor, max(height, new_top))
-            del offsets[i]
-            unplaced.add(i)
-            for j, old in raised:
-                base[j] = old
-            need[s:e] = [x + sz for x in need[s:e]]
-            top[s:e] = saved
-            if done:
-                return True
-            if floor + sz > best_arena - 1:
-                continue
-        return False
+            frame.placed = _Placed(i, saved, raised)
+            height = frame.height if frame.height > new_top else new_top
+            child = visit(floor, height)
+            if child is True:
+                return
+            if child is not False:
+                stack.append(_Frame(child, height))
 
-    old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, 4 * len(keys) + 200))
     try:
-        dfs(0, 0)
+        search()
         proved = True
     except _Timeout:
         proved = False
-    finally:
-        sys.setrecursionlimit(old_limit)
     return best, best_arena, proved, nodes
 
 

@@ -11,6 +11,7 @@ once with CP-SAT. Whatever happens in the solvers, the returned plan is valid an
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .bounds import combinatorial_lower_bound
@@ -206,6 +207,122 @@ def _local_budget(options: PlannerOptions) -> float:
     return min(2.0, 0.1 * options.time_limit)
 
 
+# -- heuristics stage ---------------------------------------------------------------------
+@dataclass
+class _Scored:
+    """A heuristic order with its best-fit offsets: a plan every result is checked against."""
+
+    peak: int
+    arena: int
+    rank: int  # position among the heuristic rules: the tie-break
+    rule: str
+    order: list[int]
+    offsets: dict[int, int]
+
+
+def _heuristic_stage(
+    g: Graph, options: PlannerOptions, stats: dict[str, Any]
+) -> tuple[_Scored, _Scored | None]:
+    """The best heuristic order (least peak, then arena) and the given order, when it is
+    topological, each with best-fit offsets."""
+    orders = heuristic_orders(g)
+    peaks = {rule: g.peak(order) for rule, order in orders.items()}
+    least = min(peaks.values())
+    if options.local_search:
+        start = min(orders, key=lambda rule: peaks[rule])
+        local = improve_order(g, orders[start], _local_budget(options))
+        if g.peak(local) < least:
+            orders["local"], peaks["local"] = local, g.peak(local)
+            least = peaks["local"]
+    scored: list[_Scored] = []
+    seen: list[list[int]] = []
+    for rank, (rule, order) in enumerate(orders.items()):
+        if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
+            continue  # best-fit (quadratic) only for the given order and one least-peak order
+        seen.append(order)
+        offs, arena = best_fit(items_for(g, order, options.pad_sizes))
+        scored.append(_Scored(peaks[rule], arena, rank, rule, order, offs))
+    scored.sort(key=lambda c: (c.peak, c.arena, c.rank))
+    best = scored[0]
+    given = next((c for c in scored if c.rule == "given"), None)
+    stats.update(
+        heuristic_rule=best.rule,
+        heuristic_peak=best.peak,
+        heuristic_arena=best.arena,
+        given_order_peak=given.peak if given else None,
+        given_order_arena=given.arena if given else None,
+        given_order_topological=given is not None,
+    )
+    return best, given
+
+
+# -- joint stage --------------------------------------------------------------------------
+@dataclass
+class _Staged:
+    """The plan the stages have reached and what is known of it."""
+
+    order: list[int]
+    offsets: dict[int, int]
+    peak: int
+    arena: int
+    lower: int  # bound on the peak
+    order_improved: bool  # a solver improved on the heuristic order
+    off_proved: bool  # the arena is optimal for the order
+    solver_name: str
+
+
+def _joint_stage(
+    g: Graph,
+    staged: _Staged,
+    clock: _Clock,
+    options: PlannerOptions,
+    notes: list[str],
+    stats: dict[str, Any],
+) -> None:
+    """Order and offsets at once, warm-started from `staged`; its plan replaces `staged`'s
+    where lower (peak, then arena), and its bound raises `staged.lower`."""
+    t = time.perf_counter()
+    task = JointTask(
+        g, staged.order, staged.offsets, staged.lower, staged.peak, staged.arena, clock.left()
+    )
+    solver = _pick(options, task, notes)
+    if solver is not None and clock.left() > 0.05:
+        res = _safe(lambda: solver.solve_joint(task, options), solver.name)
+        if res.reason:
+            notes.append(res.reason)
+        stats["joint_status"] = res.status
+        j_items = (
+            items_for(g, res.order, options.pad_sizes)
+            if res.order is not None and g.is_topological(res.order)
+            else None
+        )
+        if (
+            j_items is not None
+            and res.order is not None
+            and res.offsets is not None
+            and placement_ok(j_items, res.offsets)
+        ):
+            jp = g.peak(res.order)
+            ja = max((res.offsets[i] + it.size for i, it in j_items.items()), default=0)
+            if (jp, ja) < (staged.peak, staged.arena):
+                staged.order, staged.offsets, staged.arena, staged.peak = (
+                    res.order,
+                    res.offsets,
+                    ja,
+                    jp,
+                )
+                staged.order_improved = True
+                staged.off_proved = res.status == "optimal"
+            staged.lower = max(staged.lower, min(res.peak_bound, staged.peak))
+            if res.status == "optimal":
+                staged.lower = max(staged.lower, staged.peak)
+                staged.off_proved = True
+        staged.solver_name = solver.name
+    stats["joint_seconds"] = clock.since(t)
+    stats["order_status"] = "optimal" if staged.peak <= staged.lower else "time_limit"
+    stats["offset_status"] = "optimal" if staged.off_proved else "time_limit"
+
+
 # -- assembling ----------------------------------------------------------------------------
 def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lower: int) -> Plan:
     return Plan(
@@ -218,6 +335,22 @@ def _plan_of(g: Graph, order: list[int], offsets: dict[int, int], arena: int, lo
         status="heuristic",
         solve_seconds=0.0,
     )
+
+
+def _best_valid(problem: Problem, candidates: list[Plan], notes: list[str]) -> Plan:
+    """The candidate of least peak, then arena, then position that validates (a note for each
+    one that does not)."""
+    ranked = sorted(
+        range(len(candidates)),
+        key=lambda k: (candidates[k].peak_bytes, candidates[k].arena_bytes, k),
+    )
+    for k in ranked:
+        errs = validate(problem, candidates[k])
+        if not errs:
+            return candidates[k]
+        notes.append(f"candidate {k} invalid: {errs[0].kind.name}: {errs[0].message}")
+    # cannot happen for a valid problem: the given/heuristic plans validate
+    raise ValueError(f"problem {problem.name!r}: no valid plan found ({notes[:3]})")
 
 
 def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
@@ -233,34 +366,8 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
 
     # heuristics ---------------------------------------------------------------------------
     t = time.perf_counter()
-    orders = heuristic_orders(g)
-    peaks = {rule: g.peak(order) for rule, order in orders.items()}
-    least = min(peaks.values())
-    if options.local_search:
-        start = min(orders, key=lambda rule: peaks[rule])
-        local = improve_order(g, orders[start], _local_budget(options))
-        if g.peak(local) < least:
-            orders["local"], peaks["local"] = local, g.peak(local)
-            least = peaks["local"]
-    scored = []
-    seen: list[list[int]] = []
-    for rank, (rule, order) in enumerate(orders.items()):
-        if rule != "given" and (peaks[rule] > least or order in seen or len(seen) >= 2):
-            continue  # best-fit (quadratic) only for the given order and one least-peak order
-        seen.append(order)
-        offs, arena = best_fit(items_for(g, order, options.pad_sizes))
-        scored.append((peaks[rule], arena, rank, rule, order, offs))
-    scored.sort(key=lambda c: c[:3])
-    h_peak, h_arena, _, h_rule, h_order, h_offs = scored[0]
-    given = next((c for c in scored if c[3] == "given"), None)
-    stats.update(
-        heuristic_rule=h_rule,
-        heuristic_peak=h_peak,
-        heuristic_arena=h_arena,
-        given_order_peak=given[0] if given else None,
-        given_order_arena=given[1] if given else None,
-        given_order_topological=given is not None,
-    )
+    heuristic, given = _heuristic_stage(g, options, stats)
+    h_peak, h_order = heuristic.peak, heuristic.order
     comb = combinatorial_lower_bound(g)
     stats["combinatorial_bound"] = comb
     stats["heuristic_seconds"] = clock.since(t)
@@ -306,70 +413,31 @@ def plan(problem: Problem, options: PlannerOptions | None = None) -> Plan:
     solver_name = order_solver or ("" if method == "best_fit" else method)
 
     # joint --------------------------------------------------------------------------------
+    staged = _Staged(order, offsets, peak, arena, lower, order_improved, off_proved, solver_name)
     if joint and not (peak <= lower and off_proved):
-        t = time.perf_counter()
-        task = JointTask(g, order, offsets, lower, peak, arena, clock.left())
-        solver = _pick(options, task, notes)
-        if solver is not None and clock.left() > 0.05:
-            res = _safe(lambda: solver.solve_joint(task, options), solver.name)
-            if res.reason:
-                notes.append(res.reason)
-            stats["joint_status"] = res.status
-            j_items = (
-                items_for(g, res.order, options.pad_sizes)
-                if res.order is not None and g.is_topological(res.order)
-                else None
-            )
-            if (
-                j_items is not None
-                and res.order is not None
-                and res.offsets is not None
-                and placement_ok(j_items, res.offsets)
-            ):
-                jp = g.peak(res.order)
-                ja = max((res.offsets[i] + it.size for i, it in j_items.items()), default=0)
-                if (jp, ja) < (peak, arena):
-                    order, offsets, arena, peak = res.order, res.offsets, ja, jp
-                    order_improved = True
-                    off_proved = res.status == "optimal"
-                lower = max(lower, min(res.peak_bound, peak))
-                if res.status == "optimal":
-                    lower = max(lower, peak)
-                    off_proved = True
-            solver_name = solver.name
-        stats["joint_seconds"] = clock.since(t)
-        stats["order_status"] = "optimal" if peak <= lower else "time_limit"
-        stats["offset_status"] = "optimal" if off_proved else "time_limit"
+        _joint_stage(g, staged, clock, options, notes, stats)
 
     # choose the best valid plan -----------------------------------------------------------
-    lower = min(lower, peak)
-    candidates = [_plan_of(g, order, offsets, arena, lower)]
-    candidates.append(_plan_of(g, h_order, h_offs, h_arena, min(lower, h_peak)))
-    if given is not None:
-        candidates.append(_plan_of(g, given[4], given[5], given[1], min(lower, given[0])))
-    chosen: Plan | None = None
-    ranked = sorted(
-        range(len(candidates)),
-        key=lambda k: (candidates[k].peak_bytes, candidates[k].arena_bytes, k),
-    )
-    for k in ranked:  # the best candidate that validates
-        errs = validate(problem, candidates[k])
-        if not errs:
-            chosen = candidates[k]
-            break
-        notes.append(f"candidate {k} invalid: {errs[0].kind.name}: {errs[0].message}")
-    if chosen is None:  # cannot happen for a valid problem: the given/heuristic plans validate
-        raise ValueError(f"problem {problem.name!r}: no valid plan found ({notes[:3]})")
-    improved = chosen is candidates[0] and (order_improved or off_improved)
+    lower = min(staged.lower, staged.peak)
+    candidates = [_plan_of(g, staged.order, staged.offsets, staged.arena, lower)]
+    for baseline in (heuristic, given):
+        if baseline is not None:
+            candidates.append(
+                _plan_of(
+                    g, baseline.order, baseline.offsets, baseline.arena, min(lower, baseline.peak)
+                )
+            )
+    chosen = _best_valid(problem, candidates, notes)
+    improved = chosen is candidates[0] and (staged.order_improved or off_improved)
     proved = chosen.peak_bytes <= lower and (
-        off_proved
+        staged.off_proved
         if chosen is candidates[0]
         else chosen.arena_bytes
         <= arena_lower_bound(items_for(g, [g.index[o] for o in chosen.order], options.pad_sizes))
     )
     chosen.lower_bound_bytes = min(lower, chosen.peak_bytes)
     chosen.status = "optimal" if proved else ("time_limit" if improved else "heuristic")
-    chosen.solver = solver_name or "heuristic"
+    chosen.solver = staged.solver_name or "heuristic"
     chosen.solve_seconds = clock.since(clock.t0)
     stats["notes"] = notes
     # the solver asked for by name could not take some task: another one planned it

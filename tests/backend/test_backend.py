@@ -198,6 +198,9 @@ def test_fallback_warns_once_per_graph_and_stays_correct(monkeypatch: pytest.Mon
     for r in reports:
         assert r.status == "fallback"
         assert "capture refused this graph" in r.fallback_reason
+        # no figures: nothing was captured or planned
+        assert r.inductor_peak_bytes is r.planned_peak_bytes is r.lower_bound_bytes is None
+    assert dynamo_modelopt.format_reports().count("fallback: ") == 2
     assert _max_error(got, eager) < 1e-4
 
 

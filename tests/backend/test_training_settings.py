@@ -18,7 +18,7 @@ from dynamo_modelopt.decide import (
     retime_trials,
     summarize,
 )
-from dynamo_modelopt.inductor.order_pass import GPU_SECONDS_PER_KERNEL, _estimated_runtime
+from dynamo_modelopt.inductor.runtime_model import GPU_SECONDS_PER_KERNEL, estimated_runtime
 from dynamo_modelopt.inductor.saved_set import PlannedPartitioner
 from dynamo_modelopt.measure import kineto_peak_bytes
 from dynamo_modelopt.step import recompute_plans_of
@@ -478,8 +478,8 @@ def test_gpu_estimate_counts_issuing_kernels_where_graphs_are_launch_bound() -> 
     """Tiny kernels: the step takes as long as issuing them (what an activation budget's extra
     kernels cost on a launch-bound GPU); large kernels: Inductor's estimate stands."""
     small = [_GpuNode(0.001)] * 100
-    seconds, measured, model = _estimated_runtime(small)  # type: ignore[arg-type]
+    seconds, measured, model = estimated_runtime(small)  # type: ignore[arg-type]
     assert model == "inductor" and measured == []
     assert seconds == pytest.approx(100 * GPU_SECONDS_PER_KERNEL)
-    seconds, _, _ = _estimated_runtime([_GpuNode(10.0)] * 10)  # type: ignore[arg-type]
+    seconds, _, _ = estimated_runtime([_GpuNode(10.0)] * 10)  # type: ignore[arg-type]
     assert seconds == pytest.approx(0.1)  # Inductor's ms, in seconds
