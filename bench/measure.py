@@ -49,6 +49,7 @@ class MeasureSettings:
     repeats: int = 3
     sgd: bool = False
     modelopt_options: dict[str, Any] = field(default_factory=dict)
+    recompile: bool = True  # modelopt: also time a compile after a Dynamo reset
 
 
 def describe_error(error: BaseException) -> str:
@@ -187,7 +188,7 @@ def _measure_into(
     _measure_peak(result, step, settings.device)
     timings = [time_step_ms(step, module, settings.device) for _ in range(settings.repeats)]
     result.step_ms = statistics.median(timings)
-    if modelopt is not None:
+    if modelopt is not None and settings.recompile:
         try:
             result.recompile_seconds = _recompile_seconds(module, inputs, mode, settings)
         except Exception as error:  # the figures above stand without it

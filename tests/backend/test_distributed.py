@@ -5,8 +5,6 @@ and the all-reduced gradients are as close to eager as Inductor's. Two CPU ranks
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from torch._dynamo.backends.distributed import DDPOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
 import dynamo_modelopt
+from bench.ranks import free_port, process_group
 
 WORLD_SIZE = 2
 STEPS = 2
@@ -36,12 +35,6 @@ class ThreeLayers(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train_ddp(backend: str, rank: int) -> dict[str, Any]:
@@ -167,19 +160,15 @@ SCENARIOS = {"ddp": _train_ddp, "fsdp": _train_fsdp, "collectives": _collectives
 
 
 def _worker(rank: int, port: int, out: str, scenario: str, backends: tuple[str, ...]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
     torch.set_num_threads(1)  # two ranks on a shared machine
-    try:
+    with process_group(rank, WORLD_SIZE, port):
         results = {backend: SCENARIOS[scenario](backend, rank) for backend in backends}
         torch.save(results, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def _run(scenario: str, tmp_path: Path, backends: tuple[str, ...] = BACKENDS) -> list[dict]:
     """Each rank's results of `scenario` under each backend."""
-    args = (_free_port(), str(tmp_path), scenario, backends)
+    args = (free_port(), str(tmp_path), scenario, backends)
     mp.spawn(_worker, args=args, nprocs=WORLD_SIZE)
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
