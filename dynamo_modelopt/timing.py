@@ -5,9 +5,9 @@ deterministic. With `timing_rounds` > 0 (off by default: the defaults must be bu
 more compile, and run) the measurement can veto its choice. The model misses what a setting
 costs outside the kernels it prices (on CPU, EfficientNet-B0 and GoogLeNet, batch 8, were
 estimated within the 5% budget and ran 5.7% and 6.3% slower in turns:
-`bench/results/step_times_paired_zoo.md` at code 7a11ea7). So where memory allows, the winner is run beside the defaults on the example inputs, forward and (in
-training) backward, in rounds with one run of each per round (each round starting with the
-other), and read by its ratio to the defaults in the same round (pairs taken minutes apart
+`bench/results/step_times_paired_zoo.md` at code 7a11ea7). So where memory allows, the
+winner is run beside the defaults on the example inputs, forward and (in training) backward,
+in rounds with one run of each per round (each round starting with the other), and read by its ratio to the defaults in the same round (pairs taken minutes apart
 drift with the machine's load). It is dropped only where a one-sided sign test says, at
 `VETO_CONFIDENCE`, that its median ratio lies above the run-time budget less
 `REAL_STEP_MARGIN` (what a real step costs beyond the graph); a median inside the budget never
