@@ -7,8 +7,9 @@ costs outside the kernels it prices (on CPU, EfficientNet-B0 and GoogLeNet, batc
 estimated within the 5% budget and ran 5.7% and 6.3% slower in turns:
 `bench/results/step_times_paired_zoo.md` at code 7a11ea7). So where memory allows, the
 winner is run beside the defaults on the example inputs, forward and (in training) backward,
-in rounds with one run of each per round (each round starting with the other), and read by its ratio to the defaults in the same round (pairs taken minutes apart
-drift with the machine's load). It is dropped only where a one-sided sign test says, at
+in rounds with one run of each per round (each round starting with the other), and read by
+its ratio to the defaults in the same round (pairs taken minutes apart drift with the
+machine's load). It is dropped only where a one-sided sign test says, at
 `VETO_CONFIDENCE`, that its median ratio lies above the run-time budget less
 `REAL_STEP_MARGIN` (what a real step costs beyond the graph); a median inside the budget never
 drops it. Noise alone therefore rarely decides: under the old rule (the rounds' upper quartile
