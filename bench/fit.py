@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import re
@@ -64,6 +65,11 @@ from bench.run import (
 from bench.table import MIB, Row, geometric_mean, write_csv, write_markdown
 
 PLANNED_BACKENDS = ("inductor", "modelopt")
+# Planned: nothing runs at the batch planned. By default the backend runs each extern kernel
+# (workspace, time) and times the candidates' compiled graphs at compile time, on real tensors
+# of the graph's shapes: at batch 900 of ResNet-18 that is minutes and gigabytes. Instead:
+# workspaces by rule, run times by FLOPs and bytes moved, no compile-time timing.
+NOTHING_RUNS = {"measure_workspace": False, "measure_kernel_time": False, "timing_rounds": 0}
 # Probe batches: the realistic batches of issue 23 (CNNs 32 and 64, text 8 and 16 of 512 tokens).
 PROBES = {"vision": (32, 64), "text": (8, 16)}
 ADAM_MOMENTS = 2  # exp_avg and exp_avg_sq, each the size of the parameters
@@ -480,7 +486,9 @@ NOTES = [
     "and allocator fragmentation",
     "planned: the step's peak is modelopt's cost-model figure compiled on fake tensors at full "
     "size, for modelopt's plan and for Inductor's own order under its default settings; "
-    "nothing ran, on no device; eager has no planned figure (measured-only)",
+    "nothing ran, on no device (modelopt options measure_workspace, measure_kernel_time off "
+    "and timing_rounds 0: extern workspaces by rule, run times by FLOPs and bytes moved, "
+    "which pick the settings); eager has no planned figure (measured-only)",
     "measured (CPU): the step ran at each batch tried, kineto's peak; the cap is arithmetic; "
     "CUDA: the step ran under set_per_process_memory_fraction (only where a GPU is at hand)",
     "largest batch: 'exact' when the next batch was tried and did not fit; 'confirmed; b+1 "
@@ -537,6 +545,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="planned training: a PNG per model of the "
         "backward's live bytes, Inductor vs modelopt (one more planned compile per model)",
     )
+    parser.add_argument("--options", default=None, help="more modelopt options as JSON")
     parser.add_argument("--out", default=os.path.join("bench", "results", "fit"))
     return parser.parse_args(argv)
 
@@ -553,7 +562,11 @@ def settings_from_args(args: argparse.Namespace) -> FitSettings:
         backends=backends,
         measured_scale=scale,
         planned_scale=scale,
-        modelopt_options={"time_limit": args.time_limit},
+        modelopt_options={
+            "time_limit": args.time_limit,
+            **(NOTHING_RUNS if planned else {}),
+            **(json.loads(args.options) if args.options else {}),
+        },
     )
     probes = tuple(int(b) for b in args.probes.split(",")) if args.probes else None
     return FitSettings(

@@ -127,7 +127,7 @@ def test_planned_fit_end_to_end_on_a_tiny_model(tmp_path: Path) -> None:
         backends=("inductor", "modelopt"),
         planned_scale=TINY,
         # one candidate setting: the search's logic is what is tested, not the settings'
-        modelopt_options={"time_limit": 1.0, "settings": "default"},
+        modelopt_options={"time_limit": 1.0, "settings": "default", **bench.fit.NOTHING_RUNS},
     )
     cap = 4 * 2**20
     fit = fit_model(TINY_SPEC, "train", FitSettings(settings, cap, probes=(1, 2), max_tries=3))
