@@ -26,10 +26,11 @@ memory), and a batch fits when it does not run out of memory.
 The search: the total is close to affine in the batch (weights fixed, activations linear), so
 two probe batches give a line, the line a guess at the largest batch under the cap, and each
 batch tried refines it (the last fitting and the first failing batch bracket the answer; the
-line through the nearest points tried, clamped into the bracket, picks the next batch, every
-third try the bracket's middle). It stops when the bracket closes (exact), or, without
---exact, once a batch the line put last is confirmed to fit and the line puts the next one
-over (the next one predicted, not tried). It assumes the total does not fall as the batch grows.
+line through the two points tried nearest the cap, clamped into the bracket, picks the next
+batch; the bracket's middle where the line's last two guesses fell on the same side). It
+stops when the bracket closes (exact), or, without --exact, once a batch the line put last is
+confirmed to fit and the line puts the next one over (the next one predicted, not tried). It
+assumes the total does not fall as the batch grows.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def largest_fitting_batch(
             hi = batch
     if lo is None:
         lo = 0
+    sides: list[bool] = []  # whether each batch the loop tried fit
     while len(tried) < max_tries:
         if hi is not None and hi <= lo + 1:
             break
@@ -162,13 +164,15 @@ def largest_fitting_batch(
         guess = affine_guess(points, cap)
         if not exact and guess is not None and guess <= lo and lo in tried and lo > 0:
             break  # confirmed, and the line puts lo + 1 over
-        if guess is None or (hi is not None and len(tried) % 3 == 0):
+        # the line's last two guesses on the same side of the cap: it is bent; halve instead
+        if guess is None or (hi is not None and len(sides) >= 2 and sides[-1] == sides[-2]):
             guess = (lo + hi) // 2 if hi is not None else max(2 * lo, 1)
         guess = max(guess, lo + 1)
         guess = min(guess, max_batch, hi - 1 if hi is not None else max_batch)
         ok = fits(guess)
         if ok is None:
             return result(lo or None, hi, f"no total at batch {guess}")
+        sides.append(ok)
         if ok:
             lo = guess
         else:
@@ -445,7 +449,8 @@ def fit_table(fits: Sequence[ModelFit], cap: int) -> list[str]:
     head = ["model", "mode", "kind", "device", "shape", "weights MiB", "optimizer MiB"]
     head += [f"{b} largest batch" for b in backends]
     head += [f"{b} total MiB at it" for b in backends]
-    head += ["modelopt/Inductor batch", "tried (batch: Inductor/modelopt total MiB)", "seconds"]
+    tried = "/".join(b for b in backends)
+    head += ["modelopt/Inductor batch", f"tried (batch: {tried} total MiB)", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fit in fits:
         cells = [fit.spec.name, fit.mode, fit.kind, fit.device, fit.shape]
@@ -475,7 +480,10 @@ def tried_text(fit: ModelFit) -> str:
     parts = []
     for batch in sorted(by_batch):
         values = by_batch[batch]
-        parts.append(f"{batch}: " + "/".join(_mib(values.get(b)) or "-" for b in values))
+        totals = "/".join(
+            _mib(values[b]) if b in values else "-" for b in BACKENDS if b in fit.fits
+        )
+        parts.append(f"{batch}: {totals}")
     return "; ".join(parts)
 
 
