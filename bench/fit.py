@@ -165,7 +165,9 @@ def largest_fitting_batch(
         if not exact and guess is not None and guess <= lo and lo in tried and lo > 0:
             break  # confirmed, and the line puts lo + 1 over
         # the line's last two guesses on the same side of the cap: it is bent; halve instead
-        if guess is None or (hi is not None and len(sides) >= 2 and sides[-1] == sides[-2]):
+        # (unless it puts the answer at lo, which lo + 1 then checks)
+        bent = len(sides) >= 2 and sides[-1] == sides[-2] and guess is not None and guess > lo
+        if guess is None or (hi is not None and bent):
             guess = (lo + hi) // 2 if hi is not None else max(2 * lo, 1)
         guess = max(guess, lo + 1)
         guess = min(guess, max_batch, hi - 1 if hi is not None else max_batch)

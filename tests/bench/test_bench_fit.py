@@ -166,3 +166,13 @@ def test_the_profile_plot_draws_both_backwards_from_the_reports(
     assert path is not None and Path(path).name == "profile_tiny_cnn_train_b4.png"
     fit.mode = "infer"
     assert bench.fit.plot_profile(fit, settings, str(tmp_path)) is None
+
+
+def test_a_slightly_bent_total_closes_in_few_tries() -> None:
+    # ResNet-18's shape at 16 GiB: the line from 32 and 64 overshoots by a batch or so
+    def total(b: int) -> int:
+        return 1000 + 13 * b + b * b // 1000
+
+    result = largest_fitting_batch(total, 16000, probes=(32, 64), max_batch=5000, exact=True)
+    assert result.largest == brute_force(total, 16000, 5000) and result.exact
+    assert len(result.tried) <= 6  # the probes, 1145 over, 1060, 1066, 1067
