@@ -30,10 +30,12 @@ def read_rows(path: str) -> tuple[list[str], dict[Key, dict[str, str]]]:
         lines = handle.read().splitlines()
     header = [line.removeprefix("# ") for line in lines if line.startswith("#")]
     rows = csv.DictReader(line for line in lines if not line.startswith("#"))
-    return header, {(r["model"], r["mode"], r["batch"], r["shape"]): r for r in rows}
+    keyed = {(r["model"], r["mode"], r["batch"], r["shape"]): r for r in rows}
+    return header, {key: row for key, row in keyed.items() if not key[0].startswith("geomean")}
 
 
 def _int(row: dict[str, str], column: str) -> int | None:
+    """The column's figure as bytes; None where the row or the figure is missing."""
     value = row.get(column, "")
     return int(float(value)) if value else None
 
@@ -54,8 +56,10 @@ def agreement_table(
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     columns: dict[int, list[float | None]] = {6: [], 9: [], 11: [], 12: [], 13: []}
-    for key in sorted(set(measured) & set(planned)):
-        mrow, prow = measured[key], planned[key]
+    # without planned rows, the measured rows' own (same compile) figures alone
+    keys = sorted(set(measured) & set(planned)) if planned else sorted(measured)
+    for key in keys:
+        mrow, prow = measured[key], planned.get(key, {})
         ind_m, ind_p = _int(mrow, "inductor_peak_bytes"), _int(prow, "inductor_peak_bytes")
         mo_m, mo_same = _int(mrow, "modelopt_peak_bytes"), _int(mrow, "planned_peak_bytes")
         mo_fake = _int(prow, "modelopt_peak_bytes")
@@ -87,11 +91,11 @@ def agreement_table(
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__)
     parser.add_argument("--measured", required=True, help="a bench.run CSV of measured rows")
-    parser.add_argument("--planned", required=True, help="a bench.run CSV of planned rows")
+    parser.add_argument("--planned", help="a bench.run CSV of planned rows (optional)")
     parser.add_argument("--out", required=True, help="the markdown file to write")
     args = parser.parse_args(argv)
     measured_header, measured = read_rows(args.measured)
-    planned_header, planned = read_rows(args.planned)
+    planned_header, planned = read_rows(args.planned) if args.planned else ([], {})
     lines = ["# planned against measured", ""]
     lines += [f"- measured ({args.measured}): {line}" for line in measured_header[:2]]
     lines += [f"- planned ({args.planned}): {line}" for line in planned_header[:2]]

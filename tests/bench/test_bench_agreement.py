@@ -28,3 +28,15 @@ def test_rows_in_both_files_are_compared(tmp_path: Path) -> None:
     assert cells[7:10] == ["50.0", "55.0", "1.100"]
     assert cells[10:14] == ["60.0", "1.200", "0.500", "0.545"]
     assert "| other |" not in text
+
+
+def test_without_planned_rows_the_same_compile_is_compared(tmp_path: Path) -> None:
+    measured = Row("m", "train", 8, "measured", "cpu", "64px")
+    measured.inductor_peak_bytes, measured.modelopt_peak_bytes = 100 * MIB, 50 * MIB
+    measured.planned_peak_bytes = 55 * MIB
+    write_csv(str(tmp_path / "m.csv"), [measured], ["command: measured run"])
+    out = tmp_path / "agreement.md"
+    bench.agreement.main(["--measured", str(tmp_path / "m.csv"), "--out", str(out)])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| m |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[7:10] == ["50.0", "55.0", "1.100"] and cells[5] == ""
