@@ -54,18 +54,34 @@ def plot_peaks(rows: Sequence[Row], kind: str, path: str, title_suffix: str = ""
     return True
 
 
-def plot_timelines(timelines: Mapping[str, Timeline], title: str, path: str) -> bool:
-    """Live bytes against time for each backend's profiled step; False when there is none."""
+MEASURED_AXES = ("time since the step's first allocation (ms)", 1e6)
+# a planned profile: live bytes after each kernel call of the generated code (cost model)
+PLANNED_AXES = ("kernel call of the compiled backward graph", 1.0)
+
+
+def plot_timelines(
+    timelines: Mapping[str, Timeline],
+    title: str,
+    path: str,
+    axes_of_x: tuple[str, float] = MEASURED_AXES,
+    y_label: str = "live bytes allocated in the step (MiB)",
+) -> bool:
+    """Live bytes against x for each backend's line; False when there is none.
+
+    `axes_of_x`: the x axis's label and the units of x per unit drawn (measured timelines are
+    in ns, drawn in ms; planned profiles are per kernel call).
+    """
     drawn = {name: line for name, line in timelines.items() if line}
     if not drawn:
         return False
+    x_label, x_per_unit = axes_of_x
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for name, line in drawn.items():
-        times_ms = [time_ns / 1e6 for time_ns, _ in line]
+        xs = [x / x_per_unit for x, _ in line]
         live_mib = [live / MIB for _, live in line]
-        axes.step(times_ms, live_mib, where="post", label=f"{name} (peak {max(live_mib):.1f})")
-    axes.set_xlabel("time since the step's first allocation (ms)")
-    axes.set_ylabel("live bytes allocated in the step (MiB)")
+        axes.step(xs, live_mib, where="post", label=f"{name} (peak {max(live_mib):.1f})")
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
     axes.set_title(title, fontsize=10)
     axes.legend()
     figure.tight_layout()

@@ -148,6 +148,11 @@ def measured_row(task: Task, settings: BenchSettings) -> tuple[Row, Timelines]:
 
 def planned_row(task: Task, settings: BenchSettings) -> Row:
     """The modelopt backend's own figures for the task's step, from a fake-tensor compile."""
+    return planned_row_and_reports(task, settings)[0]
+
+
+def planned_row_and_reports(task: Task, settings: BenchSettings) -> tuple[Row, list[Any]]:
+    """`planned_row`, with the step's graph reports it was made from."""
     scale = settings.planned_scale
     row = Row(
         task.spec.name, task.mode, task.batch, "planned", "cpu (fake tensors)",
@@ -155,7 +160,7 @@ def planned_row(task: Task, settings: BenchSettings) -> Row:
     )  # fmt: skip
     if "modelopt" not in settings.backends:
         row.error = "planned figures need the modelopt backend"
-        return row
+        return row, []
     result: PlannedResult = plan_on_fake_tensors(
         task.spec, task.mode, task.batch, settings.modelopt_options, scale
     )
@@ -163,7 +168,7 @@ def planned_row(task: Task, settings: BenchSettings) -> Row:
     if result.error:
         row.error = f"modelopt: {result.error}"
     apply_plan(row, result.reports, planned=True)
-    return row
+    return row, result.reports
 
 
 def run_task(task: Task, settings: BenchSettings) -> tuple[Row, Timelines]:
@@ -282,9 +287,14 @@ def write_plots(
         if plot_peaks(result.rows, kind, path, subtitle):
             written.append(path)
     picked = pick_timeline(result, timeline_model)
-    if picked is not None:
-        (model, mode, batch), lines = picked
-        path = os.path.join(out_dir, "timeline.png")
+    drawn = [] if picked is None else [("timeline.png", picked)]
+    # and one per measured row (model, mode, batch), under timelines/
+    for key, lines in result.timelines.items():
+        name = os.path.join("timelines", "timeline_{}_{}_b{}.png".format(*key))
+        drawn.append((name, (key, lines)))
+    for name, ((model, mode, batch), lines) in drawn:
+        path = os.path.join(out_dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         title = f"memory over one {mode} step: {model}, batch {batch} (measured){subtitle}"
         if plot_timelines(lines, title, path):
             written.append(path)

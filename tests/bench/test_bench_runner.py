@@ -150,6 +150,9 @@ def test_main_writes_tables_and_plots(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert len(result.rows) == 4
     written = {path.name for path in tmp_path.iterdir()}
     assert {"results.md", "results.csv", "peak_memory_measured.png", "timeline.png"} <= written
+    # and one timeline per measured row that has one
+    timelines = {path.name for path in (tmp_path / "timelines").iterdir()}
+    assert timelines == {"timeline_tiny_cnn_train_b1.png", "timeline_tiny_cnn_infer_b1.png"}
     markdown = (tmp_path / "results.md").read_text()
     assert "- command: `python -m bench.run --backends eager" in markdown
     assert "CPUs" in markdown and "torch " in markdown
