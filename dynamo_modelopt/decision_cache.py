@@ -1,8 +1,8 @@
 """Remember which settings won for a graph, so the next compile of it builds only those.
 
-Choosing settings compiles every candidate (up to six for a CNN in training) and runs them: on
-the training zoo (CPU, batch 8) that made compiling 6-12x slower than plain Inductor
-(`bench/results/train_b8/results.md`: DenseNet-121 504 s against 72 s). The choice depends
+Choosing settings plans every candidate (up to eight for a CNN in training) before the winner
+is built: on the training zoo (CPU, batch 8, a loaded machine) the first compile took 2-10x
+plain Inductor's (`bench/results/train_b8_plan_only/results.md`). The choice depends
 only on the graph, its inputs' shapes and layouts, the options, the software and the machine,
 so it is kept on disk under a key made of all of those; a later compile of the same graph
 (the next run of a training script) compiles the chosen candidate alone. A "planned_saves"
