@@ -161,6 +161,9 @@ SCENARIOS = {"ddp": _train_ddp, "fsdp": _train_fsdp, "collectives": _collectives
 
 def _worker(rank: int, port: int, out: str, scenario: str, backends: tuple[str, ...]) -> None:
     torch.set_num_threads(1)  # two ranks on a shared machine
+    # as the suite's conftest does in-process: a graph an earlier run left in Inductor's FX
+    # graph cache would skip our pass, and with it what these tests look at
+    torch._inductor.config.fx_graph_cache = False
     with process_group(rank, WORLD_SIZE, port):
         results = {backend: SCENARIOS[scenario](backend, rank) for backend in backends}
         torch.save(results, Path(out) / f"rank{rank}.pt")
