@@ -82,7 +82,8 @@ import dynamo_modelopt
 from tests.backend.models import make_case
 model, inputs = make_case("deep_mlp")
 model.train()
-compiled = torch.compile(model, backend="modelopt", options={{"decision_cache": False}})
+options = {{"decision_cache": False, "measure_kernel_time": False}}
+compiled = torch.compile(model, backend="modelopt", options=options)
 compiled(*inputs).backward()
 settings = dynamo_modelopt.get_reports()[0].details["settings"]
 peaks = {{n: a["predicted_peak_bytes"] for n, a in settings["alternatives"].items()}}
@@ -93,7 +94,9 @@ print(json.dumps({{"chosen": settings["chosen"], "peaks": peaks}}))
 def test_two_fresh_processes_choose_the_same_settings(tmp_path: Path) -> None:
     """Same model, inputs and options, no decision cache: the same choice and predictions
     (deep_mlp has the defaults, an activation budget and the planner's saved set to choose
-    from)."""
+    from). Run times by FLOPs: with extern kernels timed (the default), two processes on a
+    busy machine gave the planned saved set budgets on either side of zero (one process
+    planned it, the other found nothing to recompute), so the timings are what can differ."""
     script = tmp_path / "choose.py"
     script.write_text(CHOICE_SCRIPT.format(root=str(ROOT)))
     env = {**os.environ, "MODELOPT_CACHE_DIR": str(tmp_path / "decisions")}
