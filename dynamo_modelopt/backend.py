@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import decision_cache
+from .capture import kernel_times
 from .capture.workspace import keeping_kernels
 from .config import ModeloptConfig
 from .decide import (
@@ -28,6 +29,7 @@ from .decide import (
     candidates,
     choose,
     compile_trial,
+    compiles_as_planned,
     has_concatenation,
     has_convolution,
     is_training_graph,
@@ -169,6 +171,17 @@ def modelopt_backend(
     keeps Inductor's meaning: its settings apply under ours, and each report names them.
     """
     config = build_config(options)
+    # every kernel timed in this compile is priced the same in the next (`kernel_times`)
+    with kernel_times.using(config.kernel_time_cache):
+        return _modelopt_backend(gm, example_inputs, config, mode)
+
+
+def _modelopt_backend(
+    gm: torch.fx.GraphModule,
+    example_inputs: Sequence[Any],
+    config: ModeloptConfig,
+    mode: str | None,
+) -> Callable[..., Any]:
     compile_with = compiler_for(config, mode)
 
     planned_saves = None
@@ -255,6 +268,10 @@ def _search(
     build_now = len(options_to_try) == 1  # nothing to compare it with
     with keeping_kernels():
         for index, candidate in enumerate(options_to_try, 1):
+            same = compiles_as_planned(candidate, planned)
+            if same is not None:
+                skipped[candidate.name] = same
+                continue
             prepare(candidate, planned, overhead)
             try:
                 trial = compile_trial(candidate, gm, example_inputs, compile_with, build=build_now)
@@ -285,7 +302,12 @@ def _search(
             retime_trials(planned)
     seconds = {
         "search": time.perf_counter() - started,
-        "solve": sum(r.solve_seconds for t in planned for r in t.reports),
+        "solve": sum(
+            r.solve_seconds
+            for t in planned
+            for r in t.reports
+            if not r.details.get("stats", {}).get("plan_reused")
+        ),
         "build": 0.0,
         "timing": 0.0,
     }

@@ -8,9 +8,11 @@ recently used entries beyond a fixed size; `clear_caches()` empties them all.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -63,10 +65,25 @@ class BoundedCache(Generic[K, T]):
             self._entries.clear()
 
 
+def cache_root() -> Path:
+    """Where modelopt keeps what it remembers between processes (decisions, kernel times):
+    `$MODELOPT_CACHE_DIR`, else `modelopt` under Inductor's cache directory."""
+    given = os.environ.get("MODELOPT_CACHE_DIR")
+    if given:
+        return Path(given)
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
+
+    return Path(inductor_cache_dir()) / "modelopt"
+
+
 def clear_caches() -> None:
-    """Forget every measured kernel and operator time, and the solver licence check."""
+    """Forget every measured kernel and operator time held in this process, and the solver
+    licence check (the kernel times kept on disk stay: delete `cache_root()/kernel_times` to
+    time again)."""
+    from .capture.kernel_times import forget_tables
     from .planner.gurobi import license_limit
 
     for cache in _all_caches:
         cache.clear()
+    forget_tables()
     license_limit.cache_clear()

@@ -186,6 +186,13 @@ class ModeloptConfig:
         "Time those runs, and price extern kernels by the measurement instead of their FLOPs.",
         Allowed(bool),
     )
+    kernel_time_cache: bool = _option(
+        True,
+        "Keep measured kernel times on disk per machine (under `$MODELOPT_CACHE_DIR`): each "
+        "kernel is timed once, and every later compile prices it the same, so the same graph "
+        "chooses the same settings in every process.",
+        Allowed(bool),
+    )
     timing_rounds: int = _option(
         0,
         'In "auto", a veto: run the winner beside the defaults (built too: one more compile) '
@@ -207,8 +214,8 @@ class ModeloptConfig:
     )
     decision_cache: bool = _option(
         True,
-        'In "auto", remember the settings chosen for each graph on disk (`$MODELOPT_CACHE_DIR`, '
-        "else under Inductor's cache directory).",
+        'In "auto", remember the settings chosen for each graph on disk (under '
+        "`$MODELOPT_CACHE_DIR`, else `modelopt` in Inductor's cache directory).",
         Allowed(bool),
     )
     save_problems: str | None = _option(

@@ -304,6 +304,25 @@ def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhea
             partitioner.budget_seconds = allowed - trial.estimated_runtime
 
 
+def compiles_as_planned(candidate: Candidate, trials: Sequence[Trial]) -> str | None:
+    """Why `candidate` would compile exactly as a trial already planned, or None.
+
+    A "bw_no_layout_opt+X" candidate differs from X only in its backward's layout, and
+    Inductor lays a graph out channels-last only around convolutions: where X's backward runs
+    no forward convolution (it recomputes none), both compile to the same code, so planning the
+    second is only time (a quarter of a CNN's candidates)."""
+    if candidate.backward_layout_opt:
+        return None
+    twin = candidate.name.removeprefix(f"{BACKWARD_NO_LAYOUT_OPT}+")
+    for trial in trials:
+        if trial.candidate.name != twin or not trial.usable:
+            continue
+        backward = [r for r in trial.reports if r.graph_kind == "backward"]
+        if backward and all(r.details.get("forward_convolutions") == 0 for r in backward):
+            return f"its backward recomputes no convolution: it compiles as {twin} does"
+    return None
+
+
 def veto_by_timing(
     trial: Trial,
     defaults: Trial,

@@ -12,7 +12,7 @@ solving again (`PlannedPartitioner.replay`).
 A decision is never trusted blindly: if the chosen candidate no longer compiles as recorded
 (a recorded tensor is missing from the graph, the compile falls back), the backend forgets it
 and searches again. Off with `options={"decision_cache": False}`; the directory is
-`$MODELOPT_CACHE_DIR`, else `modelopt/decisions` under Inductor's cache directory.
+`decisions` under `$MODELOPT_CACHE_DIR`, else under `modelopt` in Inductor's cache directory.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .caches import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,7 @@ class Decision:
 
 
 def cache_dir() -> Path:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
-
-    given = os.environ.get("MODELOPT_CACHE_DIR")
-    return Path(given) if given else Path(inductor_cache_dir()) / "modelopt" / "decisions"
+    return cache_root() / "decisions"
 
 
 def _machine(example_inputs: Sequence[Any]) -> str:

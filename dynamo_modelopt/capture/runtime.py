@@ -24,6 +24,7 @@ import torch
 from torch import fx
 
 from ..caches import BoundedCache
+from . import kernel_times
 from .hints import hint
 from .workspace import (
     _MEASURED_NAMESPACES,
@@ -144,14 +145,23 @@ def measured_node_seconds(node: fx.Node) -> float | None:
     """Seconds of a CPU aten operation of an fx graph, the fastest of `TIMED_CALLS` warm calls
     on zero tensors of its inputs' recorded sizes; None where it cannot be run (symbolic
     sizes, inputs off the CPU or over `MAX_MEASURED_BYTES`, ops outside aten, a profiler
-    running, an exception). Cached per op, input layouts, arguments and thread count."""
+    running, an exception). Cached per op, input layouts, arguments and thread count, and
+    under `kernel_times.using(True)` kept on this machine's table."""
     try:
         if torch._C._autograd._profiler_enabled():
             return None  # timing would show in the user's profile
         specs, args, kwargs = _fx_call(node)
         key = (str(node.target), tuple(specs), repr((args, kwargs)), torch.get_num_threads())
+        table = kernel_times.current()
         if key in _fx_cache:
-            return _fx_cache[key]
+            seconds = _fx_cache[key]
+            if table is not None:  # timed in this process before the table was in use
+                table.provisional(kernel_times.key_text(key), kernel_times.KernelTime(seconds))
+            return seconds
+        stored = table.final(kernel_times.key_text(key)) if table is not None else None
+        if stored is not None:  # timed once on this machine: never again
+            _fx_cache[key] = stored.seconds
+            return stored.seconds
         if sum(_spec_bytes(s) for s in specs) > MAX_MEASURED_BYTES:
             return None
     except Exception as exc:
@@ -174,4 +184,6 @@ def measured_node_seconds(node: fx.Node) -> float | None:
         log.debug("%s: timing failed: %s", node.name, exc)
         seconds = None
     _fx_cache[key] = seconds
+    if table is not None:
+        table.provisional(kernel_times.key_text(key), kernel_times.KernelTime(seconds))
     return seconds

@@ -35,6 +35,7 @@ and the choice of compile settings compares candidates by their estimated run ti
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import warnings
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..caches import BoundedCache
+from . import kernel_times
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +220,15 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
     }
     from ..timing import call_seconds
 
-    runnable = [key for key in found if _runners is not None and key in _runners]
+    # a time made final (on this machine's table) is not measured again
+    table = kernel_times.current()
+    runnable = [
+        key
+        for key in found
+        if _runners is not None
+        and key in _runners
+        and not (table is not None and table.is_final(kernel_times.key_text(key)))
+    ]
     fastest = dict.fromkeys(runnable, float("inf"))
     with _eager_quiet():
         for _ in range(rounds):
@@ -229,6 +239,14 @@ def retime(keys: Iterable[_MeasureKey], rounds: int = RETIME_ROUNDS) -> dict[_Me
                 fastest[key] = min(fastest[key], seconds)
                 del tensors
     found.update((key, seconds) for key, seconds in fastest.items() if seconds < float("inf"))
+    if table is not None:
+        for key in runnable:
+            measured = _measured_cache.get(key)
+            if measured is None:
+                continue
+            measured = dataclasses.replace(measured, seconds=found[key])
+            _measured_cache[key] = measured  # later compiles in this process price it the same
+            table.finalize(kernel_times.key_text(key), _as_time(measured))
     return found
 
 
@@ -507,7 +525,15 @@ def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
         all_specs = specs if out_spec is None else [*specs, out_spec]
         if _runners is not None:
             _runners[key] = (call, all_specs)
+        table = kernel_times.current()
         if key in _measured_cache:
+            measured = _measured_cache[key]
+            if table is not None:  # measured in this process before the table was in use
+                table.provisional(kernel_times.key_text(key), _as_time(measured))
+            return measured
+        stored = table.final(kernel_times.key_text(key)) if table is not None else None
+        if stored is not None:  # timed once on this machine: never again
+            _measured_cache[key] = _from_table(stored, key)
             return _measured_cache[key]
         if sum(_spec_bytes(s) for s in all_specs) > _measurable_bytes(_device_of(specs)):
             return None
@@ -520,7 +546,21 @@ def measured_kernel(ir_node: Any) -> KernelMeasurement | None:
         log.debug("%s: measuring failed: %s", op, exc)
         measured = None
     _measured_cache[key] = measured
+    if table is not None:
+        table.provisional(kernel_times.key_text(key), _as_time(measured))
     return measured
+
+
+def _as_time(measured: KernelMeasurement | None) -> kernel_times.KernelTime:
+    if measured is None:
+        return kernel_times.KernelTime(None, None)
+    return kernel_times.KernelTime(measured.seconds, measured.workspace_bytes)
+
+
+def _from_table(stored: kernel_times.KernelTime, key: _MeasureKey) -> KernelMeasurement | None:
+    if stored.seconds is None or stored.workspace_bytes is None:
+        return None  # it could not be measured: the rules answer, as they did then
+    return KernelMeasurement(stored.workspace_bytes, stored.seconds, key)
 
 
 def _measurable_bytes(device: Any) -> int:

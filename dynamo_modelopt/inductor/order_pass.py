@@ -17,6 +17,8 @@ with one warning and a "fallback" report.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from .._torch_compat import (
     V,
     reorder_for_peak_memory,
 )
+from ..caches import BoundedCache
+from ..capture import kernel_times
 from ..capture.inplace import inplace_candidates, peak_with_inplace_reuse
 from ..capture.scheduler import (
     CapturedGraph,
@@ -119,7 +123,8 @@ class PlanOrderPass(CustomSchedulerPass):
         # Inductor's own choice first: if this raises, plain Inductor would raise too.
         inductor_nodes = _inductor_order(list(nodes))
         try:
-            return self._plan(inductor_nodes, kind, graph_name)
+            with kernel_times.using(self.config.kernel_time_cache):
+                return self._plan(inductor_nodes, kind, graph_name)
         except Exception as exc:
             if self.config.strict:
                 raise
@@ -225,15 +230,36 @@ class PlanOrderPass(CustomSchedulerPass):
                 "mode_patches": self.mode_patches,
                 "order_kept_for_collectives": choice.kept,
                 "accumulated_in_place": _accumulated_in_place(),
+                "forward_convolutions": _forward_convolutions(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
         )
 
 
+#: Plans kept per process: the candidates of one search and the winner's build
+PLAN_CACHE_SIZE = 64
+# (problem as JSON, planner options) -> the checked plan
+_plans: BoundedCache[tuple[str, str], Plan] = BoundedCache("plans", PLAN_CACHE_SIZE)
+
+
 def _planned(problem: Problem, inductor_peak: int, config: ModeloptConfig) -> Plan:
-    """The planner's result, checked, and never worse than Inductor's own order."""
-    result = plan(problem, config.planner_options())
-    check_plan(problem, result)
+    """The planner's result, checked, and never worse than Inductor's own order.
+
+    A problem planned before in this process gets the same plan without solving again: the
+    winner of a search is built from the same graph its plan-only candidate was, so its build
+    costs no solve and emits exactly the plan the choice was made on (a time-limited solver
+    need not find the same plan twice)."""
+    options = config.planner_options()
+    # the graph's name (a counter) aside, the problem is the plan's whole input
+    content = {k: v for k, v in problem.to_dict().items() if k != "name"}
+    key = (json.dumps(content, sort_keys=True, default=repr), repr(options))
+    result = _plans.get(key)
+    if result is not None:
+        result = dataclasses.replace(result, stats={**result.stats, "plan_reused": True})
+    else:
+        result = plan(problem, options)
+        check_plan(problem, result)
+        _plans[key] = result
     if result.peak_bytes > inductor_peak:
         raise UnplannableGraph(
             f"planner returned a worse peak ({result.peak_bytes} > {inductor_peak})"
@@ -284,6 +310,17 @@ def _output_gradient_bytes(problem: Any) -> dict[str, int]:
         for t in problem.tensors
         if t.producer is None and t.name.startswith("tangents_") and t.size > 0
     }
+
+
+def _forward_convolutions() -> int:
+    """How many forward convolutions this graph runs: in a backward, the recomputed ones.
+    Inductor lays a graph out channels-last only around convolutions
+    (`GraphLowering.decide_layout_opt`), so a backward with none compiles alike with and
+    without layout optimization."""
+    module = getattr(V.graph, "module", None)
+    graph = getattr(module, "graph", None)
+    names = ("aten.convolution.default", "aten._convolution.default")
+    return sum(1 for node in getattr(graph, "nodes", ()) if str(node.target) in names)
 
 
 def _accumulated_in_place() -> int:

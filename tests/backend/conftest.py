@@ -1,5 +1,5 @@
 """Every backend test starts from a fresh Dynamo cache, an empty report list, no warning said
-yet, an empty decision cache and no FX graph cache."""
+yet, no plan or kernel time remembered, an empty decision cache and no FX graph cache."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from dynamo_modelopt import report
 def _fresh_dynamo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     torch._dynamo.reset()
     dynamo_modelopt.clear_reports()
+    # no plan or kernel time kept from another test (some patch the solver or the timer)
+    dynamo_modelopt.clear_caches()
     # what warns once per process warns again in each test
     monkeypatch.setattr(report, "_warned", set())
     # each test searches afresh: no decision stored by another test (or run) is reused

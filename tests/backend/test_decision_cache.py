@@ -145,6 +145,6 @@ def test_the_key_changes_with_the_inputs_the_options_and_grad_mode() -> None:
 
 def test_the_cache_directory_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELOPT_CACHE_DIR", "/some/where")
-    assert cache_dir() == Path("/some/where")
+    assert cache_dir() == Path("/some/where/decisions")
     monkeypatch.delenv("MODELOPT_CACHE_DIR")
     assert str(cache_dir()).endswith(os.path.join("modelopt", "decisions"))

@@ -3,6 +3,7 @@ stand-in that refuses to run, and the same choice in two fresh processes."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -56,6 +57,9 @@ def test_a_planned_candidate_predicts_what_its_build_does(name: str) -> None:
         ]
 
     assert peaks(planned) == peaks(built)
+    # the build planned nothing again: it emitted the plan the candidate was chosen on
+    assert all(r.details["stats"].get("plan_reused") for r in built.reports)
+    assert not any(r.details["stats"].get("plan_reused") for r in planned.reports)
     assert planned.predicted_peak_bytes == built.predicted_peak_bytes > 0
     with pytest.raises(RuntimeError, match="planned only"):
         planned.compiled(*inputs)
@@ -79,37 +83,88 @@ CHOICE_SCRIPT = """
 import json, sys, torch
 sys.path.insert(0, {root!r})
 import dynamo_modelopt
+from dynamo_modelopt.capture import runtime, workspace
 from tests.backend.models import make_case
+
+timed = []
+def counting(call, *args, **kwargs):
+    timed.append(1)
+    return fastest_call(call, *args, **kwargs)
+fastest_call = workspace.fastest_call
+workspace.fastest_call = runtime.fastest_call = counting
+
 model, inputs = make_case("deep_mlp")
 model.train()
-options = {{"decision_cache": False, "measure_kernel_time": False}}
-compiled = torch.compile(model, backend="modelopt", options=options)
+compiled = torch.compile(model, backend="modelopt", options={{"decision_cache": False}})
 compiled(*inputs).backward()
 settings = dynamo_modelopt.get_reports()[0].details["settings"]
-peaks = {{n: a["predicted_peak_bytes"] for n, a in settings["alternatives"].items()}}
-print(json.dumps({{"chosen": settings["chosen"], "peaks": peaks}}))
+alternatives = settings["alternatives"].items()
+print(json.dumps({{
+    "chosen": settings["chosen"],
+    "peaks": {{n: a["predicted_peak_bytes"] for n, a in alternatives}},
+    "runtimes": {{n: round(a["estimated_runtime"], 12) for n, a in alternatives}},
+    "timed": len(timed),
+}}))
 """
 
 
 def test_two_fresh_processes_choose_the_same_settings(tmp_path: Path) -> None:
-    """Same model, inputs and options, no decision cache: the same choice and predictions
-    (deep_mlp has the defaults, an activation budget and the planner's saved set to choose
-    from). Run times by FLOPs: with extern kernels timed (the default), two processes on a
-    busy machine gave the planned saved set budgets on either side of zero (one process
-    planned it, the other found nothing to recompute), so the timings are what can differ."""
+    """Same model, inputs and options, no decision cache, kernels timed (the default): the
+    second process on the machine reads the first one's kernel times (`kernel_times.py`), times
+    nothing, and makes the same choice on the same predictions (deep_mlp has the defaults, an
+    activation budget and the planner's saved set to choose from). Before the times were
+    kept, two processes on a busy machine gave the planned saved set budgets on either side
+    of zero: one planned it, the other found nothing to recompute."""
     script = tmp_path / "choose.py"
     script.write_text(CHOICE_SCRIPT.format(root=str(ROOT)))
-    env = {**os.environ, "MODELOPT_CACHE_DIR": str(tmp_path / "decisions")}
-    runs = [
-        subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-        )
-        for _ in range(2)
-    ]
+    env = {**os.environ, "MODELOPT_CACHE_DIR": str(tmp_path / "modelopt")}
     results = []
-    for run in runs:
-        out, err = run.communicate(timeout=600)
-        assert run.returncode == 0, err.decode()[-2000:]
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    assert len(results[0]["peaks"]) > 1
-    assert results[0] == results[1]
+    for _ in range(2):  # one after the other: the second finds the first one's table
+        run = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    first, second = results
+    assert len(first["peaks"]) > 1
+    assert first["timed"] > 0 and second["timed"] == 0
+    assert first.pop("timed") is not None and second.pop("timed") == 0
+    assert first == second
+    assert list((tmp_path / "modelopt" / "kernel_times").glob("*.json"))
+
+
+def test_a_backward_layout_twin_is_not_planned_where_nothing_differs() -> None:
+    """ "bw_no_layout_opt+X" is X with its backward compiled without layout optimization; where
+    X's backward runs no forward convolution, both are the same code and the twin is skipped."""
+    from dynamo_modelopt.decide import Candidate, compiles_as_planned
+
+    from .trials import make_trial
+
+    def with_backward(name: str, convolutions: int | None) -> Any:
+        trial = make_trial(name, 100, 1.0)
+        backward = copy.deepcopy(trial.reports[0])
+        backward.graph_kind = "backward"
+        if convolutions is not None:
+            backward.details["forward_convolutions"] = convolutions
+        trial.reports.append(backward)
+        return trial
+
+    twin = Candidate("bw_no_layout_opt+planned_saves", backward_layout_opt=False)
+    assert "compiles as planned_saves" in str(
+        compiles_as_planned(twin, [with_backward("planned_saves", 0)])
+    )
+    assert compiles_as_planned(twin, [with_backward("planned_saves", 2)]) is None
+    assert compiles_as_planned(twin, [with_backward("planned_saves", None)]) is None
+    assert compiles_as_planned(twin, [with_backward("budget_0.5", 0)]) is None
+    same_layout = Candidate("planned_saves")
+    assert compiles_as_planned(same_layout, [with_backward("planned_saves", 0)]) is None
+
+
+def test_the_backward_counts_the_convolutions_it_recomputes() -> None:
+    """ConvBN in training: the forward runs its convolution; Inductor's own partition saves
+    its output, so the backward runs none (convolution_backward is not one)."""
+    gm, inputs = _dynamo_graph("convbn")
+    (candidate,) = [c for c in candidates(True, True, (0.5,)) if c.name == "default"]
+    trial = compile_trial(candidate, gm, inputs, compiler_for(ModeloptConfig(strict=True)))
+    counts = {r.graph_kind: r.details["forward_convolutions"] for r in trial.reports}
+    assert counts["forward"] >= 1 and counts["backward"] == 0
