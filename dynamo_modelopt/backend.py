@@ -272,7 +272,7 @@ def _search(
             if same is not None:
                 skipped[candidate.name] = same
                 continue
-            prepare(candidate, planned, overhead)
+            prepare(candidate, planned, overhead, tolerance)
             try:
                 trial = compile_trial(candidate, gm, example_inputs, compile_with, build=build_now)
             except saved_set.NothingToRecompute as reason:

@@ -276,7 +276,12 @@ def recompute_plan_of(trial: Trial) -> Any:
     return next((r.details.get("recompute_plan") for r in trial.reports), None)
 
 
-def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhead: float) -> None:
+def prepare(
+    candidate: Candidate,
+    trials: Sequence[Trial],
+    max_recompute_overhead: float,
+    peak_tolerance: float = 0.0,
+) -> None:
     """Hand a "planned_saves" candidate's partitioner what the trials planned so far show.
 
     - The compiled backward of the settings it is planned on (`plans_saves_on`, planned
@@ -285,6 +290,11 @@ def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhea
     - Its budget in seconds, where both that trial and the defaults were estimated by our CPU
       model (the unit the partitioner prices operations in): what `choose` will allow, less
       what the settings without it already add (no layout optimization can cost time too).
+    - The peak it must come near to be chosen: the lowest predicted peak within the run-time
+      budget so far, plus `peak_tolerance` (`choose` takes nothing higher). A plan predicting a
+      backward peak clearly above it stops the candidate before it is lowered
+      (`saved_set.CannotWin`): ResNet-18 (batch 8) planned the saved set on Inductor's layout
+      at 76 MiB where no layout optimization had 51 MiB already.
     """
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if not isinstance(partitioner, PlannedPartitioner):
@@ -302,6 +312,11 @@ def prepare(candidate: Candidate, trials: Sequence[Trial], max_recompute_overhea
             retime_trials([usable[0]] if trial is usable[0] else [usable[0], trial])
             allowed = usable[0].estimated_runtime * (1.0 + max_recompute_overhead)
             partitioner.budget_seconds = allowed - trial.estimated_runtime
+    usable = [t for t in trials if t.usable]
+    if usable:
+        retime_trials(usable)  # times made final are not measured again (`kernel_times`)
+        best = choose(usable, max_recompute_overhead)
+        partitioner.must_beat_bytes = int(best.predicted_peak_bytes * (1.0 + peak_tolerance))
 
 
 def compiles_as_planned(candidate: Candidate, trials: Sequence[Trial]) -> str | None:
@@ -530,6 +545,10 @@ def summarize(
                     (r.planned_peak_bytes or 0 for r in t.reports), default=0
                 ),
                 "estimated_runtime": t.estimated_runtime,
+                # what its recomputation plan predicted for the backward, before lowering
+                "recompute_plan_peak_bytes": (recompute_plan_of(t) or {}).get(
+                    "predicted_backward_peak_bytes"
+                ),
                 "measured_seconds": t.measured_seconds,
                 "measured_ratio": t.measured_ratio,
                 "timed_rounds": len(t.measured_ratios),

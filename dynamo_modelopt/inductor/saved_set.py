@@ -112,6 +112,18 @@ class NothingToRecompute(Exception):
     makes anyway, so compiling it is skipped (raised only with `skip_unchanged`)."""
 
 
+class CannotWin(NothingToRecompute):
+    """The plan's own prediction puts the candidate's peak above one already planned: compiling
+    it cannot change the choice (raised only with `skip_unchanged`)."""
+
+
+#: How far below its plan's prediction a candidate's emitted peak may still come: the plan on
+#: the compiled backward predicts the step's peak to about 1% (`tests/backend/
+#: test_training_settings.py`, deep_mlp); twice that, so a candidate is dropped only where its
+#: prediction is clearly out of reach.
+PREDICTION_MARGIN = 0.02
+
+
 class ReplayMismatch(Exception):
     """A recorded recomputation names a tensor this joint graph does not offer to recompute."""
 
@@ -148,6 +160,10 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         # seconds of recomputation the caller's choice allows (`decide.prepare`); None: the
         # budget is `max_overhead` of the joint graph's estimated run time
         self.budget_seconds: float | None = None
+        # a peak the caller already has (`decide.prepare`): a plan on the compiled backward
+        # predicting a backward peak that cannot come near it raises `CannotWin` (with
+        # `skip_unchanged`), before anything is lowered
+        self.must_beat_bytes: int | None = None
         self.time_limit = time_limit
         self.seed = seed
         self.threads = threads
@@ -221,6 +237,17 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
             if self.skip_unchanged:
                 raise NothingToRecompute("nothing worth recomputing within the budget")
             return default
+        if (
+            self.skip_unchanged
+            and self.boundary is not None
+            and self.must_beat_bytes is not None
+            and plan.peak_bytes * (1.0 - PREDICTION_MARGIN) > self.must_beat_bytes
+        ):
+            raise CannotWin(
+                f"its plan predicts a backward peak of {plan.peak_bytes / 2**20:.2f} MiB, above"
+                f" {self.must_beat_bytes / 2**20:.2f} MiB (a candidate already planned, with the"
+                f" peak tolerance) by more than the plan's {PREDICTION_MARGIN:.0%} margin"
+            )
         return _partition_recomputing(gm, joint_inputs, candidates, plan.recompute, kwargs)
 
     def _replayed(

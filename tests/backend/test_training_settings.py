@@ -7,12 +7,15 @@ import torch
 import torch._dynamo
 
 import dynamo_modelopt
+from dynamo_modelopt.backend import compiler_for
 from dynamo_modelopt.capture import workspace
 from dynamo_modelopt.capture.workspace import KernelMeasurement
+from dynamo_modelopt.config import ModeloptConfig
 from dynamo_modelopt.decide import (
     Candidate,
     candidates,
     choose,
+    compile_trial,
     has_concatenation,
     prepare,
     retime_trials,
@@ -483,3 +486,59 @@ def test_gpu_estimate_counts_issuing_kernels_where_graphs_are_launch_bound() -> 
     assert seconds == pytest.approx(100 * GPU_SECONDS_PER_KERNEL)
     seconds, _, _ = estimated_runtime([_GpuNode(10.0)] * 10)  # type: ignore[arg-type]
     assert seconds == pytest.approx(0.1)  # Inductor's ms, in seconds
+
+
+def test_planned_saves_must_come_near_the_lowest_peak_planned_so_far() -> None:
+    """`prepare` hands the partitioner the lowest peak within the run-time budget (with the
+    peak tolerance); a faster but higher or an over-budget trial does not set it."""
+    default = _trial("default", 100, 1.0)
+    over_budget = _trial("no_layout_opt", 50, 1.2)
+    within = _trial("budget_0.5", 80, 1.03)
+    partitioner = PlannedPartitioner(0.05)
+    candidate = Candidate("planned_saves", {"custom_partitioner_fn": partitioner}, recomputes=True)
+    prepare(candidate, [default, over_budget, within], 0.05, peak_tolerance=0.02)
+    assert partitioner.must_beat_bytes == int(80 * 1.02)
+
+
+def test_a_plan_that_cannot_win_stops_its_candidate_before_lowering() -> None:
+    """On the compiled backward, a plan predicting a backward peak clearly above a peak
+    already planned raises `CannotWin` (a `NothingToRecompute`: the search skips it, saying
+    why); one within the margin is compiled."""
+    from dynamo_modelopt.inductor.saved_set import PREDICTION_MARGIN, CannotWin
+
+    torch._dynamo.reset()
+    model, inputs = make_case("deep_mlp")
+    gm, example = _dynamo_graph_of(model, inputs)
+    compile_with = compiler_for(ModeloptConfig(strict=True, measure_kernel_time=False))
+    found = candidates(
+        True,
+        False,
+        (),
+        planned_saves=lambda: PlannedPartitioner(0.05, skip_unchanged=True, measure=False),
+    )
+    default, planned_saves = found[0], found[-1]
+    base = compile_trial(default, gm, example, compile_with, build=False)
+    prepare(planned_saves, [base], 0.05)
+    partitioner = planned_saves.inductor_patches["custom_partitioner_fn"]
+    assert partitioner.boundary is not None
+    partitioner.must_beat_bytes = 1  # nothing recomputed gets a backward that low
+    with pytest.raises(CannotWin, match="backward peak"):
+        compile_trial(planned_saves, gm, example, compile_with, build=False)
+    predicted = partitioner.plans[-1]["predicted_backward_peak_bytes"]
+    partitioner.must_beat_bytes = int(predicted * (1.0 - PREDICTION_MARGIN)) + 1
+    trial = compile_trial(planned_saves, gm, example, compile_with, build=False)
+    assert trial.reports[0].details["recompute_plan"]["recompute"]
+
+
+def _dynamo_graph_of(
+    model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]
+) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
+    captured: list[tuple[torch.fx.GraphModule, list[torch.Tensor]]] = []
+
+    def grab(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
+        captured.append((gm, list(example_inputs)))
+        return gm.forward
+
+    model.train()
+    torch.compile(model, backend=grab)(*inputs)
+    return captured[0]
