@@ -12,8 +12,10 @@ Ties go to the earlier candidate (the defaults come first), so without a predict
 nothing changes. Only the winner is built. With `timing_rounds` > 0 (a veto, off by default:
 it builds the defaults too) and where memory allows, the winner is run beside the defaults, and
 one measured above the budget at 95% confidence (`timing.py`) gives way to the next by the same
-rule. A measurement never picks a candidate, so the same graph, inputs and options choose the
-same settings in every process, up to the extern kernels' timings in the model.
+rule. A measurement never picks a candidate, and kernel times are timed once per machine and
+kept (`capture/kernel_times.py`), so the same graph, inputs and options choose the same settings
+in every process on the machine. Candidates that cannot change the outcome are not planned
+(`compiles_as_planned`; a saved set predicted out of reach stops before lowering, `prepare`).
 
 The run-time model on GPUs is Inductor's estimate, or the time to issue the kernels where that
 is larger (small graphs are launch-bound: `runtime_model.GPU_SECONDS_PER_KERNEL`). On CPU it is
