@@ -29,6 +29,7 @@ Conditions (conservative: each rewrite must be invisible except for memory):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,8 +37,21 @@ from torch._inductor.custom_graph_pass import CustomGraphPass
 
 aten = torch.ops.aten
 
-# GraphModule.meta key under which the pass leaves how many sums it rewrote
+# GraphModule.meta key under which the pass leaves its `Accumulated` record
 REWRITTEN_KEY = "modelopt_accumulated_in_place"
+
+
+@dataclass(frozen=True)
+class Accumulated:
+    """What `AccumulatePass` did to a graph, left in its module's meta for the graph's report."""
+
+    rewritten: int  # matrix-product sums now accumulated into their addend
+
+
+def accumulated_in_place(module: Any) -> int:
+    """How many sums `AccumulatePass` rewrote in the graph of `module` (0 where it did not run)."""
+    record = getattr(module, "meta", {}).get(REWRITTEN_KEY)
+    return record.rewritten if isinstance(record, Accumulated) else 0
 
 
 def _tensor(node: Any) -> torch.Tensor | None:
@@ -162,7 +176,7 @@ class AccumulatePass(CustomGraphPass):
         # The C++ wrapper would call our Python operator through its proxy: leave those alone.
         rewritten = 0 if inductor_config.cpp_wrapper else accumulate_in_place(graph)
         if graph.owning_module is not None:  # read back by the graph's report
-            graph.owning_module.meta[REWRITTEN_KEY] = rewritten
+            graph.owning_module.meta[REWRITTEN_KEY] = Accumulated(rewritten)
         if self.previous is not None:
             self.previous(graph)
 

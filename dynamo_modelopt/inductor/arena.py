@@ -41,6 +41,7 @@ from ..capture.scheduler import as_emitted, merge_steps
 from ..config import ModeloptConfig
 from ..planner import fold_aliases, live_bytes_profile, live_ranges
 from ..planner.heuristics import Item, arena_lower_bound, placement_ok, slot_size
+from ..planner.intervals import LiveRange
 from ..planner.offsets_exact import components, exact_offsets
 from ..report import GraphReport
 
@@ -142,7 +143,8 @@ class ArenaPlan:
     proved: bool
     buffers: dict[str, int]  # first buffer name of each group -> offset
     group_names: list[list[str]]  # all names sharing each group's memory (in-place reuse)
-    lifetimes: dict[str, tuple[int, int]]  # first buffer name -> live steps of the wrapper
+    # first buffer name -> live range [start, end) over the wrapper's memory lines
+    lifetimes: dict[str, LiveRange]
 
 
 def _static_size(group: BufferGroup) -> int:
@@ -247,9 +249,7 @@ class ArenaMemoryPlanner(MemoryPlanner):
                 proved=proved,
                 buffers={g.names[0]: offsets[i] for i, g in enumerate(groups)},
                 group_names=[list(g.names) for g in groups],
-                lifetimes={
-                    g.names[0]: (it.start, it.end) for g, it in zip(groups, items, strict=True)
-                },
+                lifetimes={g.names[0]: it.live for g, it in zip(groups, items, strict=True)},
             )
         )
         root = PlacedRoot([(g.allocation, offsets[i]) for i, g in enumerate(groups)], arena)
@@ -278,12 +278,13 @@ def _mark_outputs_read_by_output_node(groups: list[BufferGroup]) -> None:
 
 
 def _item(group: BufferGroup) -> Item:
-    """A group's bytes and live steps. Inductor's live ranges end exclusively: a buffer freed in
-    the same run of memory lines where another is allocated may share its memory."""
+    """A group's bytes and live range. Inductor's live ranges are half-open, as ours are: a
+    buffer freed in the same run of memory lines where another is allocated may share its
+    memory. An empty one is taken as live over its first line."""
     begin, end = int(group.live_range.begin), int(group.live_range.end)
     # sized as the aligned slot it occupies: then the live peak is a bound the search can meet
     size = slot_size(_static_size(group), ARENA_ALIGNMENT)
-    return Item(size, ARENA_ALIGNMENT, begin, max(begin, end - 1))
+    return Item(size, ARENA_ALIGNMENT, begin, max(begin + 1, end))
 
 
 def check_wrapper_lines(lines: list[Any]) -> None:
@@ -499,15 +500,15 @@ class ArenaProfile:
             names = {name for group in arena.group_names for name in group}
             roots = [name for name in self.ranges if name in names]
             for name in roots:
-                first, last = self.ranges[name]
-                delta[first] -= self.sizes.get(name, 0)
-                delta[last + 1] += self.sizes.get(name, 0)
-            first, last = 0, steps - 1
+                start, end = self.ranges[name]
+                delta[start] -= self.sizes.get(name, 0)
+                delta[end] += self.sizes.get(name, 0)
+            start, end = 0, steps
             if roots:
-                first = min(self.ranges[r][0] for r in roots)
-                last = max(self.ranges[r][1] for r in roots)
-            delta[first] += arena.arena_bytes
-            delta[last + 1] -= arena.arena_bytes
+                start = min(self.ranges[r].start for r in roots)
+                end = max(self.ranges[r].end for r in roots)
+            delta[start] += arena.arena_bytes
+            delta[end] -= arena.arena_bytes
         out, running = [], 0
         for step in range(steps):
             running += delta[step]

@@ -45,8 +45,8 @@ from ..capture.scheduler import (
 )
 from ..config import ModeloptConfig
 from ..planner import Plan, Problem, check_plan, peak_live_bytes, plan
-from ..report import GraphReport, add_report, warn_once
-from .accumulate import REWRITTEN_KEY
+from ..report import GraphInternals, GraphReport, add_report, warn_once
+from .accumulate import accumulated_in_place
 from .collectives import communication_nodes, moved_communication
 from .emitted import account_emitted_code
 from .kernel_calls import kernel_calls
@@ -212,7 +212,6 @@ class PlanOrderPass(CustomSchedulerPass):
                 "predicted_code_peak": choice.code_peaks,
                 "estimated_runtime": runtime,
                 "runtime_model": runtime_model,
-                "measured_kernels": measured_kernels,
                 "planned_order": list(order),
                 "node_buffers": [
                     [buf.get_name() for buf in captured.node_by_name[name].get_outputs()]
@@ -227,6 +226,7 @@ class PlanOrderPass(CustomSchedulerPass):
                 "accumulated_in_place": _accumulated_in_place(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
+            internals=GraphInternals(measured_kernels=measured_kernels),
         )
 
 
@@ -288,9 +288,7 @@ def _output_gradient_bytes(problem: Any) -> dict[str, int]:
 
 def _accumulated_in_place() -> int:
     """How many matrix-product sums `accumulate.py` rewrote in this graph."""
-    module = getattr(V.graph, "module", None)
-    meta = getattr(module, "meta", {})
-    return int(meta.get(REWRITTEN_KEY, 0))
+    return accumulated_in_place(getattr(V.graph, "module", None))
 
 
 # Before code generation the peak of the code is known only roughly: in-place and size-keyed

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import fx
 
-from ..capture.joint import joint_runtime, problem_from_boundary, remat_problem
+from ..capture.joint import BackwardBoundary, joint_runtime, problem_from_boundary, remat_problem
 from ..capture.runtime import node_seconds
 from ..planner.remat import RematPlan, solve_remat, validate_remat
 
@@ -144,7 +144,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         self.measure = measure
         # the compiled backward of the same graph pair under Inductor's own partition
         # (`backward_boundary`), set by the caller when it has one
-        self.boundary: dict[str, Any] | None = None
+        self.boundary: BackwardBoundary | None = None
         # seconds of recomputation the caller's choice allows (`decide.prepare`); None: the
         # budget is `max_overhead` of the joint graph's estimated run time
         self.budget_seconds: float | None = None
