@@ -48,7 +48,7 @@ class Decision:
 
 
 def cache_dir() -> Path:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
+    from ._torch_compat import cache_dir as inductor_cache_dir
 
     given = os.environ.get("MODELOPT_CACHE_DIR")
     return Path(given) if given else Path(inductor_cache_dir()) / "modelopt" / "decisions"
@@ -95,10 +95,8 @@ def decision_key(
     gm: torch.fx.GraphModule, example_inputs: Sequence[Any], config_key: str, grad: bool
 ) -> str:
     """A hash of everything the choice depends on."""
-    from torch._functorch import config as functorch_config
-    from torch._inductor import config as inductor_config
-
     from . import __version__
+    from ._torch_compat import functorch_config, inductor_config
 
     parts = {
         "format": FORMAT,

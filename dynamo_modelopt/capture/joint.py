@@ -31,7 +31,7 @@ from .hints import hint
 
 
 def _storage(node: fx.Node) -> int | None:
-    from torch._inductor.fx_utils import get_node_storage
+    from .._torch_compat import get_node_storage
 
     return get_node_storage(node)
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch._inductor.custom_graph_pass import CustomGraphPass
+
+from .._torch_compat import CustomGraphPass, OpOverload
 
 aten = torch.ops.aten
 
@@ -62,7 +63,7 @@ def _tensor(node: Any) -> torch.Tensor | None:
 def _returns_fresh_tensor(node: torch.fx.Node) -> bool:
     """The node's ATen operator returns new memory (its schema marks no output as an alias)."""
     target = node.target
-    if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+    if node.op != "call_function" or not isinstance(target, OpOverload):
         return False
     if target.is_view or torch.Tag.inplace_view in target.tags:
         return False
@@ -171,7 +172,7 @@ class AccumulatePass(CustomGraphPass):
         self.previous = previous
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        from torch._inductor import config as inductor_config
+        from .._torch_compat import inductor_config
 
         # The C++ wrapper would call our Python operator through its proxy: leave those alone.
         rewritten = 0 if inductor_config.cpp_wrapper else accumulate_in_place(graph)

@@ -28,15 +28,22 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import sympy
-from torch._inductor.codegen.memory_planning import (
+
+from .._torch_compat import (
+    AllocateLine,
     Allocation,
     AllocationPool,
     AllocationTreeNode,
+    AllocFromPoolLine,
     BufferGroup,
+    DeallocFromPoolLine,
+    EnterSubgraphLine,
+    FreeIfNotReusedLine,
     LiveRanges,
     MemoryPlanner,
+    ReuseLine,
+    V,
 )
-
 from ..capture.scheduler import as_emitted, merge_steps
 from ..config import ModeloptConfig
 from ..planner import fold_aliases, live_bytes_profile, live_ranges
@@ -173,12 +180,6 @@ class ArenaMemoryPlanner(MemoryPlanner):
 
     def convert_to_pool_lines(self, lines: list[Any]) -> None:
         """Inductor's conversion, for intermediates only: outputs keep their own allocation."""
-        from torch._inductor.codegen.memory_planning import (
-            AllocFromPoolLine,
-            DeallocFromPoolLine,
-        )
-        from torch._inductor.codegen.wrapper import AllocateLine, FreeIfNotReusedLine, ReuseLine
-
         name_to_group = self.compute_buffer_groups(lines)
         assert self.buffer_groups is not None
         _mark_outputs_read_by_output_node(self.buffer_groups)
@@ -265,8 +266,6 @@ def _mark_outputs_read_by_output_node(groups: list[BufferGroup]) -> None:
     Newer torch does this in `MemoryPlanner.compute_buffer_groups`; torch 2.11 marks only
     the names in `V.graph.get_output_names()`. A no-op where Inductor already did it.
     """
-    from torch._inductor.virtualized import V
-
     name_to_buf = V.graph.scheduler.name_to_buf
     for group in groups:
         if not group.is_output:
@@ -289,9 +288,6 @@ def _item(group: BufferGroup) -> Item:
 
 def check_wrapper_lines(lines: list[Any]) -> None:
     """Raise NoArena where the wrapper holds something our arena does not handle."""
-    from torch._inductor.codegen.wrapper import AllocateLine, EnterSubgraphLine
-    from torch._inductor.virtualized import V
-
     if V.graph.cpp_wrapper:
         raise NoArena("the C++ wrapper (cpp_wrapper=True) is not supported yet")
     for line in lines:
@@ -313,8 +309,6 @@ def plan_arena(
     on copies of the lines that either planner mutates, so Inductor's own pass can still run on
     the originals and the caller can pick either result.
     """
-    from torch._inductor.codegen.wrapper import FreeIfNotReusedLine, ReuseLine
-
     check_wrapper_lines(wrapper.lines)
     # Inductor's own pass, run after us on the originals, flags reused frees and reuse lines
     mutable = (ReuseLine, FreeIfNotReusedLine)
@@ -348,8 +342,6 @@ def arena_candidates_or_reason(
 
     `steps`: the planned order's nodes grouped by kernel call (`kernel_call_steps`).
     """
-    from torch._inductor.virtualized import V
-
     try:
         # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
         emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
