@@ -385,9 +385,10 @@ def fit_model(spec: ModelSpec, mode: str, settings: FitSettings) -> ModelFit:
 
 def backward_profile(reports: Sequence[Any]) -> list[tuple[int, int]]:
     """(kernel call, live bytes) of the step's backward as its generated code allocates it,
-    from the cost model (the backward report's details["boundary"]); [] without one."""
+    from the cost model (the backward report's `internals.boundary`); [] without one."""
     for report in reversed(reports):
-        profile = report.details.get("boundary", {}).get("profile")
+        boundary = report.internals.boundary
+        profile = boundary.profile if boundary is not None else None
         if report.graph_kind == "backward" and profile:
             return list(enumerate(profile))
     return []

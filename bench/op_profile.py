@@ -76,7 +76,7 @@ def main() -> None:
     with workspace.keeping_kernels():
         compiled = {name: _compiled_step(args.row, name) for name in names}
         kernels = {
-            name: [k for r in c.reports for k in r.details.get("measured_kernels", [])]
+            name: [k for r in c.reports for k in r.internals.measured_kernels]
             for name, c in compiled.items()
         }
         retimed = workspace.retime(k.key for ks in kernels.values() for k in ks)

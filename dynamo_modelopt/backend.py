@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import decision_cache
+from ._torch_compat import CompileContext
 from .capture import kernel_times
 from .capture.workspace import keeping_kernels
 from .config import ModeloptConfig
@@ -67,7 +68,7 @@ def inductor_config_patches(
         "_post_fusion_custom_pass": PlanOrderPass(config, mode_patches),
     }
     if config.accumulate_in_place:
-        from torch._inductor import config as inductor_config
+        from ._torch_compat import inductor_config
 
         previous = inductor_config.post_grad_custom_post_pass
         patches["post_grad_custom_post_pass"] = AccumulatePass(previous)
@@ -77,7 +78,7 @@ def inductor_config_patches(
 def mode_config_patches(mode: str | None) -> dict[str, Any]:
     """Inductor's settings for torch.compile's `mode`, as `torch.compile(backend="inductor")`
     applies them ("reduce-overhead" asks for CUDA graphs, which Inductor skips on CPU)."""
-    from torch._inductor import list_mode_options
+    from ._torch_compat import list_mode_options
 
     if not mode or mode == "default":
         return {}
@@ -129,7 +130,9 @@ def compiler_for(config: ModeloptConfig, mode: str | None = None) -> CompileWith
     """What compiles a graph under a candidate's settings: Inductor's `compile_fx` with our
     passes, under the settings of torch.compile's `mode`; `build=False` stops each planned graph
     before its kernels are built."""
-    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
+    from ._torch_compat import compile_fx_functions, functorch_config
+
+    compile_fx, compile_fx_inner = compile_fx_functions()
 
     ours = inductor_config_patches(config, mode_config_patches(mode))
 
@@ -149,7 +152,7 @@ def compiler_for(config: ModeloptConfig, mode: str | None = None) -> CompileWith
         if not build:
             inner_compile = stopping_after_plan(inner_compile)
         with (
-            torch._functorch.config.patch(enable_autograd_cache=False),
+            functorch_config.patch(enable_autograd_cache=False),
             contextlib.nullcontext() if build else planning_only(),
         ):
             return compile_fx(
@@ -229,7 +232,7 @@ def _modelopt_backend(
         return compile_with(gm, example_inputs, {})
     dynamic = symbolic_sizes(example_inputs)
     if dynamic and config.settings == "auto":
-        warn_search_skipped(str(torch._guards.CompileContext.current_compile_id()), dynamic)
+        warn_search_skipped(str(CompileContext.current_compile_id()), dynamic)
         return compile_with(gm, example_inputs, {})
     key = None
     if config.decision_cache and len(options_to_try) > 1:

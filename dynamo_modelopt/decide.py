@@ -257,7 +257,7 @@ def compile_trial(
     partitioner = candidate.inductor_patches.get("custom_partitioner_fn")
     if isinstance(partitioner, PlannedPartitioner) and partitioner.plans:
         for report in reports:
-            report.details["recompute_plan"] = partitioner.plans[-1]
+            report.internals.recompute_plan = partitioner.plans[-1]
     return Trial(candidate=candidate, compiled=compiled, reports=reports, built=build)
 
 
@@ -275,7 +275,7 @@ def replaying(candidate: Candidate, recompute_plan: Any) -> Candidate:
 
 def recompute_plan_of(trial: Trial) -> Any:
     """The saved-set plan a trial was compiled with, or None."""
-    return next((r.details.get("recompute_plan") for r in trial.reports), None)
+    return next((r.internals.recompute_plan for r in trial.reports), None)
 
 
 def prepare(
@@ -305,8 +305,8 @@ def prepare(
         if trial.candidate.name != candidate.plans_saves_on:
             continue
         for report in trial.reports:
-            if report.graph_kind == "backward" and "boundary" in report.details:
-                partitioner.boundary = report.details["boundary"]
+            if report.graph_kind == "backward" and report.internals.boundary is not None:
+                partitioner.boundary = report.internals.boundary
         usable = [t for t in trials if t.usable]
         if usable and all(
             r.details.get("runtime_model") == "cpu" for t in (usable[0], trial) for r in t.reports
@@ -404,13 +404,13 @@ def retime_trials(trials: Sequence[Trial]) -> None:
     from the figures it left."""
     from .capture.workspace import retime
 
-    reports = [r for t in trials for r in t.reports if r.details.get("measured_kernels")]
-    seconds = retime(m.key for r in reports for m in r.details["measured_kernels"])
+    reports = [r for t in trials for r in t.reports if r.internals.measured_kernels]
+    seconds = retime(m.key for r in reports for m in r.internals.measured_kernels)
     for report in reports:
-        kernels = report.details["measured_kernels"]
+        kernels = report.internals.measured_kernels
         change = sum(seconds.get(m.key, m.seconds) - m.seconds for m in kernels)
         report.details["estimated_runtime"] += change
-        report.details["measured_kernels"] = [
+        report.internals.measured_kernels = [
             dataclasses.replace(m, seconds=seconds.get(m.key, m.seconds)) for m in kernels
         ]
 

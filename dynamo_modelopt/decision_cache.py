@@ -94,10 +94,8 @@ def decision_key(
     gm: torch.fx.GraphModule, example_inputs: Sequence[Any], config_key: str, grad: bool
 ) -> str:
     """A hash of everything the choice depends on."""
-    from torch._functorch import config as functorch_config
-    from torch._inductor import config as inductor_config
-
     from . import __version__
+    from ._torch_compat import functorch_config, inductor_config
 
     parts = {
         "format": FORMAT,

@@ -10,10 +10,39 @@ import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .capture.joint import BackwardBoundary
+    from .capture.workspace import KernelMeasurement
 
 GRAPH_KINDS = ("forward", "backward", "inference")
 STATUSES = ("optimal", "time_limit", "heuristic", "fallback")
+
+
+@dataclass
+class GraphInternals:
+    """What the backend's stages hand each other about one graph, beside its report.
+
+    Not part of the report's public form: `GraphReport.internals` is left out of the report's
+    repr and comparisons, and nothing here is documented for users. It travels with the report
+    object, so it survives the FX graph cache's round trip (`inductor/report_cache.py` pickles
+    the reports whole) and a cache hit hands on what a miss did.
+
+    boundary: a backward's compiled code, step by step, and when it reads what its forward
+        saved (`capture.joint.backward_boundary`; written by `inductor/emitted.py`, read by
+        `decide.prepare` for the planned saved set). None for other graphs, or where it could
+        not be made.
+    measured_kernels: the extern kernels timed for the graph's estimated run time (written by
+        `inductor/order_pass.py`; `decide.retime_trials` times them again side by side).
+    recompute_plan: the summary of the saved-set plan the graph was compiled with
+        (`inductor.saved_set.PlannedPartitioner.plans`; written by `decide.compile_trial`, read
+        by `decide.recompute_plan_of` and `step.recompute_plans_of`), or None.
+    """
+
+    boundary: BackwardBoundary | None = None
+    measured_kernels: list[KernelMeasurement] = field(default_factory=list)
+    recompute_plan: dict[str, Any] | None = None
 
 
 @dataclass
@@ -52,6 +81,8 @@ class GraphReport:
     order_changed: bool = False
     emitted_peak_bytes: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # hand-offs between the backend's stages, not part of the public report (see the class)
+    internals: GraphInternals = field(default_factory=GraphInternals, repr=False, compare=False)
 
     @property
     def saved_bytes(self) -> int:

@@ -143,7 +143,7 @@ def recompute_plans_of(reports: Sequence[GraphReport]) -> list[dict[str, Any]]:
     carry the same plan)."""
     seen: list[dict[str, Any]] = []
     for report in reports:
-        plan = report.details.get("recompute_plan")
+        plan = report.internals.recompute_plan
         if plan is not None and plan.get("recompute") and not any(plan is p for p in seen):
             seen.append(plan)
     return seen

@@ -90,7 +90,7 @@ def quantile_of(values: Sequence[float], quantile: float) -> float:
 
 
 def _is_fake(value: Any) -> bool:
-    from torch._subclasses.fake_tensor import FakeTensor
+    from ._torch_compat import FakeTensor
 
     return isinstance(value, FakeTensor)
 
@@ -137,7 +137,7 @@ def why_not_timed(
         return "timing turned off (timing_rounds=0)"
     if any(_is_fake(x) for x in example_inputs):
         return "the example inputs are fake tensors"
-    from torch._inductor import config as inductor_config
+    from ._torch_compat import inductor_config
 
     if inductor_config.triton.cudagraphs:
         return "CUDA graphs would be recorded by a run at compile time"

@@ -18,11 +18,12 @@ every step alike and move no decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import fx
 
+from ..planner.intervals import LiveRange
 from ..planner.lifetimes import live_ranges
 from ..planner.problem import Problem
 from ..planner.remat import Hold, RecomputeOption, RematProblem
@@ -30,7 +31,7 @@ from .hints import hint
 
 
 def _storage(node: fx.Node) -> int | None:
-    from torch._inductor.fx_utils import get_node_storage
+    from .._torch_compat import get_node_storage
 
     return get_node_storage(node)
 
@@ -98,16 +99,16 @@ def remat_problem(
     returned = _returned(joint_graph)
     caller_storages = {_storage(n) for n in inputs} - {None}
 
-    # Saved storages: (first, last) backward step and bytes. Forward nodes the partitioner
-    # recomputes from them are read where the backward needs those, hence the reach.
+    # Saved storages: live range over the backward's steps and bytes. Forward nodes the
+    # partitioner recomputes from them are read where the backward needs those, hence the reach.
     saved = set(saved)
-    saved_live: dict[int, tuple[int, int, int]] = {}
+    saved_live: dict[int, tuple[LiveRange, int]] = {}
     for node in saved:
         storage, reach = _storage(node), _backward_reach(node, step_of, saved - {node})
         if storage is None or storage in caller_storages or not reach:
             continue
-        _, last, size = saved_live.get(storage, (0, 0, 0))
-        saved_live[storage] = (0, max(last, *reach), max(size, _storage_bytes(node, size_of)))
+        live, size = saved_live.get(storage, (LiveRange(0, 1), 0))
+        saved_live[storage] = (live.hull(reach), max(size, _storage_bytes(node, size_of)))
 
     options, reads = [], {}
     optional: dict[int, str] = {}  # storage -> option name
@@ -121,15 +122,15 @@ def remat_problem(
         storage = _storage(node)
         if optional.get(storage) != node.name:
             continue
-        _, last, size = saved_live[storage]
+        live, size = saved_live[storage]
         reach = _backward_reach(node, step_of, saved - {node})
         options.append(
             RecomputeOption(
                 name=node.name,
                 size=size,
                 cost=sum(float(runtime_of(n)) for n in rerun),
-                saved_live=(0, last),
-                recomputed_live=(min(reach, default=0), last),
+                saved_live=live,
+                recomputed_live=LiveRange(min(reach, default=0), live.end),
                 reads=tuple(
                     sorted(
                         optional.get(s, f"storage_{s}") for s in reads[node.name] if s in saved_live
@@ -139,15 +140,15 @@ def remat_problem(
         )
     read = {s for r in reads.values() for s in r if s in saved_live and s not in optional}
     holds = tuple(
-        Hold(f"storage_{s}", saved_live[s][2], saved_live[s][1])
+        Hold(f"storage_{s}", saved_live[s][1], saved_live[s][0].end)
         for s in sorted(read)  # type: ignore[type-var]
     )
 
     base = [0] * steps
-    for storage, (first, last, size) in saved_live.items():
+    for storage, (live, size) in saved_live.items():
         if storage not in optional:
-            _add(base, first, last, size)
-    made: dict[int, tuple[int, int, int]] = {}  # the backward's own storages
+            _add(base, live, size)
+    made: dict[int, tuple[LiveRange, int]] = {}  # the backward's own storages
     for node in backward:
         storage = _storage(node)
         if storage is None or storage in caller_storages or storage in saved_live:
@@ -156,11 +157,15 @@ def remat_problem(
             continue
         size = _storage_bytes(node, size_of)
         first = step_of[node]
-        last = steps - 1 if node in returned else _last_read(node, step_of, size, size_of)
-        old = made.get(storage, (first, last, 0))
-        made[storage] = (min(old[0], first), max(old[1], last, first), max(old[2], size))
-    for first, last, size in made.values():
-        _add(base, first, last, size)
+        end = steps if node in returned else _live_end(node, step_of, size, size_of)
+        live = LiveRange(first, max(end, first + 1))
+        old, old_size = made.get(storage, (live, 0))
+        made[storage] = (
+            LiveRange(min(old.start, live.start), max(old.end, live.end)),
+            max(old_size, size),
+        )
+    for live, size in made.values():
+        _add(base, live, size)
 
     total = joint_runtime(joint_graph, runtime_of)
     return RematProblem(
@@ -168,18 +173,19 @@ def remat_problem(
     )
 
 
-def _last_read(
+def _live_end(
     node: fx.Node, step_of: dict[fx.Node, int], size: int, size_of: Callable[[fx.Node], int]
 ) -> int:
-    """The step of the node's last backward read; one earlier where that read is pointwise
-    and as large, as Inductor then writes its result over the dying input (in-place reuse)."""
+    """The end of the node's live range: one past its last backward read, or the read's own
+    step where that read is pointwise and as large, as Inductor then writes its result over
+    the dying input (in-place reuse)."""
     readers = [u for u in node.users if u in step_of]
     if not readers:
-        return step_of[node]
+        return step_of[node] + 1
     last = max(readers, key=step_of.__getitem__)
     if _is_pointwise(last) and _storage_bytes(last, size_of) == size:
-        return step_of[last] - 1
-    return step_of[last]
+        return step_of[last]
+    return step_of[last] + 1
 
 
 def _is_pointwise(node: fx.Node) -> bool:
@@ -194,8 +200,8 @@ def likely_materialized(node: fx.Node) -> bool:
     return not (_is_pointwise(node) and len(users) == 1 and _is_pointwise(users[0]))
 
 
-def _add(profile: list[int], first: int, last: int, size: int) -> None:
-    for step in range(max(first, 0), min(last, len(profile) - 1) + 1):
+def _add(profile: list[int], live: LiveRange, size: int) -> None:
+    for step in range(*live.clipped(len(profile))):
         profile[step] += size
 
 
@@ -204,37 +210,57 @@ def _returned(graph: fx.Graph) -> set[fx.Node]:
     return set(output.all_input_nodes)
 
 
-def backward_boundary(emitted: Problem, order: list[str], profile: list[int]) -> dict[str, object]:
+@dataclass
+class BoundaryStorage:
+    """One storage a compiled backward receives from its forward (see `backward_boundary`).
+
+    `names`: the names it is received under (a view joins its base); `nbytes`: its bytes;
+    `first_read`: the first step reading it (None: never read); `end`: the end of its live
+    range `[0, end)` over the backward's steps (a buffer reusing it in place extends that)."""
+
+    names: list[str]
+    nbytes: int
+    first_read: int | None = None
+    end: int = 1
+
+
+@dataclass
+class BackwardBoundary:
+    """What a compiled backward allocates, step by step (`profile`: bytes live at each kernel
+    call), and the storages it receives from the forward, by alias root (`saved`)."""
+
+    profile: list[int]
+    saved: dict[str, BoundaryStorage]
+
+
+def backward_boundary(emitted: Problem, order: list[str], profile: list[int]) -> BackwardBoundary:
     """What a compiled backward allocates, step by step, and when it reads each saved tensor.
 
     `emitted`, `order`, `profile`: the backward as its generated code allocates it, its kernel
     calls in order, and the bytes live at each. For every storage the backward receives from
     the forward (an input other than an output gradient): the names it is received under, its
-    bytes, the first step reading it and the last step it is live (a buffer reusing it in place
-    extends that). `problem_from_boundary` builds the recomputation problem from this.
+    bytes, the first step reading it and the end of its live range. `problem_from_boundary`
+    builds the recomputation problem from this.
     """
     ranges = live_ranges(emitted, order)
     position = {op: i for i, op in enumerate(order)}
-    saved: dict[str, dict[str, object]] = {}
+    saved: dict[str, BoundaryStorage] = {}
     for tensor in emitted.tensors:
         if tensor.producer is not None or tensor.name.startswith("tangents_"):
             continue
         root = emitted.alias_root(tensor.name)
-        entry = saved.setdefault(
-            root,
-            {"names": [], "bytes": emitted.tensor(root).size, "first_read": None, "last": 0},
-        )
-        entry["names"].append(tensor.name)  # type: ignore[union-attr]
+        entry = saved.setdefault(root, BoundaryStorage([], emitted.tensor(root).size))
+        entry.names.append(tensor.name)
         reads = [position[c] for c in tensor.consumers if c in position]
         if reads:
-            first = entry["first_read"]
-            entry["first_read"] = min(reads) if first is None else min(first, *reads)  # type: ignore[call-overload]
-        entry["last"] = ranges.get(root, (0, 0))[1]
-    return {"profile": list(profile), "saved": saved}
+            first = entry.first_read
+            entry.first_read = min(reads) if first is None else min(first, *reads)
+        entry.end = ranges.get(root, LiveRange(0, 1)).end
+    return BackwardBoundary(list(profile), saved)
 
 
 def problem_from_boundary(
-    boundary: dict[str, object],
+    boundary: BackwardBoundary,
     candidates: Mapping[fx.Node, Sequence[fx.Node]],
     runtime_of: Callable[[fx.Node], float],
     max_cost: float,
@@ -248,16 +274,15 @@ def problem_from_boundary(
     saved storages a recomputation reads are holds: they stay live until it runs.
     """
     by_name = {node.name: (node, rerun) for node, rerun in candidates.items()}
-    saved: dict[str, dict[str, Any]] = boundary["saved"]  # type: ignore[assignment]
-    root_of = {name: root for root, entry in saved.items() for name in entry["names"]}
-    profile = list(boundary["profile"])  # type: ignore[call-overload]
+    saved = boundary.saved
+    root_of = {name: root for root, entry in saved.items() for name in entry.names}
+    profile = list(boundary.profile)
     options, sources = [], {}
     for root, entry in saved.items():
-        names = entry["names"]
-        if not names or entry["first_read"] is None or not all(n in by_name for n in names):
+        names = entry.names
+        if not names or entry.first_read is None or not all(n in by_name for n in names):
             continue
         rerun = {op for n in names for op in by_name[n][1]}
-        last = int(entry["last"])
         # Saved storages the recomputation reads: kept live until it runs.
         sources[root] = {
             root_of[arg.name] for arg in _read_by(rerun) if root_of.get(arg.name, root) != root
@@ -265,21 +290,20 @@ def problem_from_boundary(
         options.append(
             RecomputeOption(
                 name=root,
-                size=int(entry["bytes"]),
+                size=entry.nbytes,
                 cost=sum(float(runtime_of(op)) for op in rerun),
-                saved_live=(0, last),
-                recomputed_live=(int(entry["first_read"]), last),
+                saved_live=LiveRange(0, entry.end),
+                recomputed_live=LiveRange(entry.first_read, entry.end),
                 reads=tuple(sorted(sources[root])),
             )
         )
     optional = {o.name for o in options}
     read = set().union(*sources.values())
     holds = tuple(
-        Hold(root, int(saved[root]["bytes"]), int(saved[root]["last"]))
-        for root in sorted(read - optional)
+        Hold(root, saved[root].nbytes, saved[root].end) for root in sorted(read - optional)
     )
     for option in options:
-        _add(profile, 0, option.saved_live[1], -option.size)
+        _add(profile, option.saved_live, -option.size)
     return RematProblem(
         options=tuple(options),
         base=tuple(profile),

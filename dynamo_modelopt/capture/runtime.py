@@ -89,7 +89,7 @@ def node_flops(node: fx.Node) -> float:
 
 
 def _bytes_of(node: fx.Node) -> int:
-    from torch._functorch.partitioners import _size_of
+    from .._torch_compat import _size_of
 
     try:
         return int(_size_of(node))

@@ -53,7 +53,7 @@ SizeHint = Callable[[Any], int]
 
 
 def _bytes(ir_input: Any, size_hint: SizeHint) -> int:
-    from torch._inductor.utils import get_dtype_size
+    from .._torch_compat import get_dtype_size
 
     return size_hint(ir_input.get_numel()) * get_dtype_size(ir_input.get_dtype())
 
@@ -91,7 +91,8 @@ def _attention_blocks(query: Any, key: Any, size_hint: SizeHint) -> tuple[int, i
 def _accumulate_and_reduced_size(query: Any) -> tuple[int, int]:
     """Bytes of the accumulate type, and of the input type where it is a reduced float (else 0)."""
     import torch
-    from torch._inductor.utils import get_dtype_size
+
+    from .._torch_compat import get_dtype_size
 
     dtype = query.get_dtype()
     reduced = dtype in (torch.bfloat16, torch.float16)
@@ -269,7 +270,8 @@ def _static_int(value: Any) -> int:
 def _concrete(value: Any) -> Any:
     """A constant argument as eager code takes it; symbolic values and IR nodes raise."""
     import sympy
-    from torch._inductor.ir import IRNode
+
+    from .._torch_compat import IRNode
 
     if isinstance(value, IRNode):
         raise _NotMeasurable(f"IR node among the constant arguments: {type(value).__name__}")
@@ -290,7 +292,7 @@ _TensorSpec = tuple[tuple[int, ...], tuple[int, ...], Any, Any]  # size, stride,
 
 
 def _tensor_spec(node: Any) -> _TensorSpec:
-    from torch._inductor.ir import IRNode
+    from .._torch_compat import IRNode
 
     if not isinstance(node, IRNode):
         raise _NotMeasurable(f"input is not a tensor: {type(node).__name__}")
@@ -331,7 +333,7 @@ def _kept_output_paths(ir_node: Any) -> tuple[tuple[int, ...], ...] | None:
     A multi-output kernel's outputs that no one reads are dropped right after the call (their
     MultiOutput buffers are removed), so they count as workspace, not as buffers.
     """
-    from torch._inductor.ir import MultiOutput, MultiOutputLayout
+    from .._torch_compat import MultiOutput, MultiOutputLayout
 
     if not isinstance(getattr(ir_node, "layout", None), MultiOutputLayout):
         return None
@@ -352,7 +354,7 @@ def _kept_output_paths(ir_node: Any) -> tuple[tuple[int, ...], ...] | None:
 
 def _removed_buffers() -> frozenset[str]:
     """Buffers Inductor's dead-code elimination removed (none outside a graph's compilation)."""
-    from torch._inductor.virtualized import V
+    from .._torch_compat import V
 
     try:
         return frozenset(V.graph.removed_buffers)
@@ -363,7 +365,8 @@ def _removed_buffers() -> frozenset[str]:
 def _call_of(ir_node: Any) -> tuple[Any, list[_TensorSpec], Callable[[list[Any]], Any], Any]:
     """(op, input specs, a function from input tensors to the op's result, out spec or None)."""
     import torch
-    from torch._inductor.ir import ExternKernelAlloc, ExternKernelOut, FallbackKernel
+
+    from .._torch_compat import ExternKernelAlloc, ExternKernelOut, FallbackKernel
 
     op = getattr(ir_node, "op_overload", None)
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _MEASURED_NAMESPACES:

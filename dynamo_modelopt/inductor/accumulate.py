@@ -29,15 +29,30 @@ Conditions (conservative: each rewrite must be invisible except for memory):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch._inductor.custom_graph_pass import CustomGraphPass
+
+from .._torch_compat import CustomGraphPass, OpOverload
 
 aten = torch.ops.aten
 
-# GraphModule.meta key under which the pass leaves how many sums it rewrote
+# GraphModule.meta key under which the pass leaves its `Accumulated` record
 REWRITTEN_KEY = "modelopt_accumulated_in_place"
+
+
+@dataclass(frozen=True)
+class Accumulated:
+    """What `AccumulatePass` did to a graph, left in its module's meta for the graph's report."""
+
+    rewritten: int  # matrix-product sums now accumulated into their addend
+
+
+def accumulated_in_place(module: Any) -> int:
+    """How many sums `AccumulatePass` rewrote in the graph of `module` (0 where it did not run)."""
+    record = getattr(module, "meta", {}).get(REWRITTEN_KEY)
+    return record.rewritten if isinstance(record, Accumulated) else 0
 
 
 def _tensor(node: Any) -> torch.Tensor | None:
@@ -48,7 +63,7 @@ def _tensor(node: Any) -> torch.Tensor | None:
 def _returns_fresh_tensor(node: torch.fx.Node) -> bool:
     """The node's ATen operator returns new memory (its schema marks no output as an alias)."""
     target = node.target
-    if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+    if node.op != "call_function" or not isinstance(target, OpOverload):
         return False
     if target.is_view or torch.Tag.inplace_view in target.tags:
         return False
@@ -157,12 +172,12 @@ class AccumulatePass(CustomGraphPass):
         self.previous = previous
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        from torch._inductor import config as inductor_config
+        from .._torch_compat import inductor_config
 
         # The C++ wrapper would call our Python operator through its proxy: leave those alone.
         rewritten = 0 if inductor_config.cpp_wrapper else accumulate_in_place(graph)
         if graph.owning_module is not None:  # read back by the graph's report
-            graph.owning_module.meta[REWRITTEN_KEY] = rewritten
+            graph.owning_module.meta[REWRITTEN_KEY] = Accumulated(rewritten)
         if self.previous is not None:
             self.previous(graph)
 

@@ -28,19 +28,27 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import sympy
-from torch._inductor.codegen.memory_planning import (
+
+from .._torch_compat import (
+    AllocateLine,
     Allocation,
     AllocationPool,
     AllocationTreeNode,
+    AllocFromPoolLine,
     BufferGroup,
+    DeallocFromPoolLine,
+    EnterSubgraphLine,
+    FreeIfNotReusedLine,
     LiveRanges,
     MemoryPlanner,
+    ReuseLine,
+    V,
 )
-
 from ..capture.scheduler import as_emitted, merge_steps
 from ..config import ModeloptConfig
 from ..planner import fold_aliases, live_bytes_profile, live_ranges
 from ..planner.heuristics import Item, arena_lower_bound, placement_ok, slot_size
+from ..planner.intervals import LiveRange
 from ..planner.offsets_exact import components, exact_offsets
 from ..report import GraphReport
 
@@ -142,7 +150,8 @@ class ArenaPlan:
     proved: bool
     buffers: dict[str, int]  # first buffer name of each group -> offset
     group_names: list[list[str]]  # all names sharing each group's memory (in-place reuse)
-    lifetimes: dict[str, tuple[int, int]]  # first buffer name -> live steps of the wrapper
+    # first buffer name -> live range [start, end) over the wrapper's memory lines
+    lifetimes: dict[str, LiveRange]
 
 
 def _static_size(group: BufferGroup) -> int:
@@ -171,12 +180,6 @@ class ArenaMemoryPlanner(MemoryPlanner):
 
     def convert_to_pool_lines(self, lines: list[Any]) -> None:
         """Inductor's conversion, for intermediates only: outputs keep their own allocation."""
-        from torch._inductor.codegen.memory_planning import (
-            AllocFromPoolLine,
-            DeallocFromPoolLine,
-        )
-        from torch._inductor.codegen.wrapper import AllocateLine, FreeIfNotReusedLine, ReuseLine
-
         name_to_group = self.compute_buffer_groups(lines)
         assert self.buffer_groups is not None
         _mark_outputs_read_by_output_node(self.buffer_groups)
@@ -247,9 +250,7 @@ class ArenaMemoryPlanner(MemoryPlanner):
                 proved=proved,
                 buffers={g.names[0]: offsets[i] for i, g in enumerate(groups)},
                 group_names=[list(g.names) for g in groups],
-                lifetimes={
-                    g.names[0]: (it.start, it.end) for g, it in zip(groups, items, strict=True)
-                },
+                lifetimes={g.names[0]: it.live for g, it in zip(groups, items, strict=True)},
             )
         )
         root = PlacedRoot([(g.allocation, offsets[i]) for i, g in enumerate(groups)], arena)
@@ -265,8 +266,6 @@ def _mark_outputs_read_by_output_node(groups: list[BufferGroup]) -> None:
     Newer torch does this in `MemoryPlanner.compute_buffer_groups`; torch 2.11 marks only
     the names in `V.graph.get_output_names()`. A no-op where Inductor already did it.
     """
-    from torch._inductor.virtualized import V
-
     name_to_buf = V.graph.scheduler.name_to_buf
     for group in groups:
         if not group.is_output:
@@ -278,19 +277,17 @@ def _mark_outputs_read_by_output_node(groups: list[BufferGroup]) -> None:
 
 
 def _item(group: BufferGroup) -> Item:
-    """A group's bytes and live steps. Inductor's live ranges end exclusively: a buffer freed in
-    the same run of memory lines where another is allocated may share its memory."""
+    """A group's bytes and live range. Inductor's live ranges are half-open, as ours are: a
+    buffer freed in the same run of memory lines where another is allocated may share its
+    memory. An empty one is taken as live over its first line."""
     begin, end = int(group.live_range.begin), int(group.live_range.end)
     # sized as the aligned slot it occupies: then the live peak is a bound the search can meet
     size = slot_size(_static_size(group), ARENA_ALIGNMENT)
-    return Item(size, ARENA_ALIGNMENT, begin, max(begin, end - 1))
+    return Item(size, ARENA_ALIGNMENT, begin, max(begin + 1, end))
 
 
 def check_wrapper_lines(lines: list[Any]) -> None:
     """Raise NoArena where the wrapper holds something our arena does not handle."""
-    from torch._inductor.codegen.wrapper import AllocateLine, EnterSubgraphLine
-    from torch._inductor.virtualized import V
-
     if V.graph.cpp_wrapper:
         raise NoArena("the C++ wrapper (cpp_wrapper=True) is not supported yet")
     for line in lines:
@@ -312,8 +309,6 @@ def plan_arena(
     on copies of the lines that either planner mutates, so Inductor's own pass can still run on
     the originals and the caller can pick either result.
     """
-    from torch._inductor.codegen.wrapper import FreeIfNotReusedLine, ReuseLine
-
     check_wrapper_lines(wrapper.lines)
     # Inductor's own pass, run after us on the originals, flags reused frees and reuse lines
     mutable = (ReuseLine, FreeIfNotReusedLine)
@@ -347,8 +342,6 @@ def arena_candidates_or_reason(
 
     `steps`: the planned order's nodes grouped by kernel call (`kernel_call_steps`).
     """
-    from torch._inductor.virtualized import V
-
     try:
         # with arenas, only in-place reuse remains: Inductor's reuse pass does not run
         emitted = as_emitted(problem, V.graph.removed_buffers, dict(wrapper.reuses))
@@ -499,15 +492,15 @@ class ArenaProfile:
             names = {name for group in arena.group_names for name in group}
             roots = [name for name in self.ranges if name in names]
             for name in roots:
-                first, last = self.ranges[name]
-                delta[first] -= self.sizes.get(name, 0)
-                delta[last + 1] += self.sizes.get(name, 0)
-            first, last = 0, steps - 1
+                start, end = self.ranges[name]
+                delta[start] -= self.sizes.get(name, 0)
+                delta[end] += self.sizes.get(name, 0)
+            start, end = 0, steps
             if roots:
-                first = min(self.ranges[r][0] for r in roots)
-                last = max(self.ranges[r][1] for r in roots)
-            delta[first] += arena.arena_bytes
-            delta[last + 1] -= arena.arena_bytes
+                start = min(self.ranges[r].start for r in roots)
+                end = max(self.ranges[r].end for r in roots)
+            delta[start] += arena.arena_bytes
+            delta[end] -= arena.arena_bytes
         out, running = [], 0
         for step in range(steps):
             running += delta[step]

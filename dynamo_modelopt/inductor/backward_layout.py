@@ -28,7 +28,7 @@ def without_backward_layout_opt(inner_compile: Callable[..., Any]) -> Callable[.
     """`inner_compile` (Inductor's `compile_fx_inner`, or a wrapper of it), compiling backward
     graphs (`is_backward=True`, as `compile_fx_backward` calls it) without layout
     optimization."""
-    from torch._inductor import config as inductor_config
+    from .._torch_compat import inductor_config
 
     def compile_inner(gm: Any, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
         if kwargs.get("is_backward") and not inductor_config.force_layout_optimization:

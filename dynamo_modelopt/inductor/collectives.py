@@ -16,7 +16,7 @@ from typing import Any
 
 def communication_nodes(nodes: Sequence[Any]) -> set[str]:
     """Names of the scheduler nodes that start a collective or wait for one."""
-    from torch._inductor.utils import is_collective, is_wait
+    from .._torch_compat import is_collective, is_wait
 
     return {
         node.get_name()

@@ -79,7 +79,7 @@ def account_emitted_code(
         if report.graph_kind == "backward":
             _count_gradient_layout_copy(report, emitted)
             try:  # what a recomputation plan of the same graph pair starts from
-                report.details["boundary"] = backward_boundary(emitted, order, profile)
+                report.internals.boundary = backward_boundary(emitted, order, profile)
             except Exception as exc:
                 log.info("modelopt: no boundary record for %s: %s", report.graph_name, exc)
         if emitted.meta.get("held_by_caller"):
@@ -121,8 +121,7 @@ def _extra_if_outputs_held(emitted: Any, order: list[str]) -> list[int]:
     sizes = {t.name: t.size for t in fold_aliases(emitted).tensors}
     extra = [int(held.get("other_bytes", 0))] * len(order)
     for name in {emitted.alias_root(n) for n in held.get("tensors", ()) if n in known}:
-        last = ranges[name][1]
-        for step in range(last + 1, len(order)):
+        for step in range(ranges[name].end, len(order)):
             extra[step] += sizes.get(name, 0)
     return extra
 
@@ -136,8 +135,8 @@ def where_is_the_peak(problem: Any, order: list[str], top: int = 5) -> dict[str,
     sizes = {t.name: t.size for t in problem.tensors}
     live = [
         (name, sizes[name])
-        for name, (first, last) in live_ranges(problem, order).items()
-        if first <= step <= last
+        for name, live in live_ranges(problem, order).items()
+        if live.covers(step)
     ]
     live.sort(key=lambda item: (-item[1], item[0]))
     return {

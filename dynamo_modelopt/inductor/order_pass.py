@@ -49,8 +49,8 @@ from ..capture.scheduler import (
 )
 from ..config import ModeloptConfig
 from ..planner import Plan, Problem, check_plan, peak_live_bytes, plan
-from ..report import GraphReport, add_report, warn_once
-from .accumulate import REWRITTEN_KEY
+from ..report import GraphInternals, GraphReport, add_report, warn_once
+from .accumulate import accumulated_in_place
 from .collectives import communication_nodes, moved_communication
 from .emitted import account_emitted_code
 from .kernel_calls import kernel_calls
@@ -217,7 +217,6 @@ class PlanOrderPass(CustomSchedulerPass):
                 "predicted_code_peak": choice.code_peaks,
                 "estimated_runtime": runtime,
                 "runtime_model": runtime_model,
-                "measured_kernels": measured_kernels,
                 "planned_order": list(order),
                 "node_buffers": [
                     [buf.get_name() for buf in captured.node_by_name[name].get_outputs()]
@@ -233,6 +232,7 @@ class PlanOrderPass(CustomSchedulerPass):
                 "forward_convolutions": _forward_convolutions(),
                 "output_gradients": _output_gradient_bytes(problem) if kind == "backward" else {},
             },
+            internals=GraphInternals(measured_kernels=measured_kernels),
         )
 
 
@@ -325,9 +325,7 @@ def _forward_convolutions() -> int:
 
 def _accumulated_in_place() -> int:
     """How many matrix-product sums `accumulate.py` rewrote in this graph."""
-    module = getattr(V.graph, "module", None)
-    meta = getattr(module, "meta", {})
-    return int(meta.get(REWRITTEN_KEY, 0))
+    return accumulated_in_place(getattr(V.graph, "module", None))
 
 
 # Before code generation the peak of the code is known only roughly: in-place and size-keyed

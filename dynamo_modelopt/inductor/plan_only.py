@@ -54,9 +54,9 @@ def stop_if_planning_only() -> None:
 def _output_strides() -> list[tuple[str, ...] | None]:
     """The strides of the graph's outputs as Inductor records them after lowering
     (`compile_fx.fx_codegen_and_compile`): printed expressions, None where unknown."""
-    from torch._inductor.ir import IRNode
-    from torch._inductor.virtualized import V
     from torch.fx.experimental.symbolic_shapes import SymExprPrinter, free_unbacked_symbols
+
+    from .._torch_compat import IRNode, V
 
     printer = SymExprPrinter()
     strides: list[tuple[str, ...] | None] = []
@@ -88,7 +88,7 @@ class _Strides:
 
 def stopping_after_plan(inner_compile: Callable[..., Any]) -> Callable[..., Any]:
     """`inner_compile` for `compile_fx` that returns a stand-in for graphs planned only."""
-    from torch._inductor.utils import set_tracing_context_output_strides
+    from .._torch_compat import set_tracing_context_output_strides
 
     def compile_inner(gm: Any, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
         try:

@@ -38,7 +38,7 @@ def source_hash() -> str:
 
 
 def records_dir() -> Path:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    from .._torch_compat import cache_dir
 
     return Path(cache_dir()) / "modelopt" / "reports"
 
@@ -77,7 +77,7 @@ def _pass_state(plan_pass: Any) -> dict[str, Any]:
 @contextmanager
 def _hits() -> Iterator[list[int]]:
     """How many FX graph cache hits happened inside, in the list yielded (filled on exit)."""
-    from torch._dynamo.utils import counters
+    from .._torch_compat import counters
 
     before = counters["inductor"]["fxgraph_cache_hit"]
     found: list[int] = []
@@ -93,7 +93,7 @@ def with_report_cache(inner_compile: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(inner_compile)
     def compile_inner(gm: Any, example_inputs: Any, **kwargs: Any) -> Any:
-        from torch._inductor import config as inductor_config
+        from .._torch_compat import inductor_config
 
         plan_pass = inductor_config._post_fusion_custom_pass
         with recording_reports() as made, _hits() as hits:

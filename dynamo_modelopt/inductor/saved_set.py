@@ -23,16 +23,12 @@ from typing import Any
 
 from torch import fx
 
-from ..capture.joint import joint_runtime, problem_from_boundary, remat_problem
+from .._torch_compat import CustomPartitionerFn  # None before torch 2.10: not offered
+from ..capture.joint import BackwardBoundary, joint_runtime, problem_from_boundary, remat_problem
 from ..capture.runtime import node_seconds
 from ..planner.remat import RematPlan, solve_remat, validate_remat
 
 log = logging.getLogger(__name__)
-
-try:  # torch >= 2.10
-    from torch._inductor.custom_graph_pass import CustomPartitionerFn
-except ImportError:  # pragma: no cover - older torch: the candidate is not offered
-    CustomPartitionerFn = None  # type: ignore[assignment,misc]
 
 
 def available() -> bool:
@@ -58,7 +54,7 @@ def recompute_closures(
     recomputed matmuls and ResNet-18's convolutions stayed within it). That was with FLOP
     costs; they are timed now (`capture/runtime.py`), but the rule stays until the zoo has
     been measured without it."""
-    from torch._functorch.partitioners import is_rng_op
+    from .._torch_compat import is_rng_op
 
     stop = set(saved) | set(node_info.inputs)
     found: dict[fx.Node, list[fx.Node]] = {}
@@ -156,7 +152,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
         self.measure = measure
         # the compiled backward of the same graph pair under Inductor's own partition
         # (`backward_boundary`), set by the caller when it has one
-        self.boundary: dict[str, Any] | None = None
+        self.boundary: BackwardBoundary | None = None
         # seconds of recomputation the caller's choice allows (`decide.prepare`); None: the
         # budget is `max_overhead` of the joint graph's estimated run time
         self.budget_seconds: float | None = None
@@ -173,7 +169,7 @@ class PlannedPartitioner(CustomPartitionerFn if CustomPartitionerFn else object)
     def __call__(
         self, gm: fx.GraphModule, joint_inputs: Sequence[object], **kwargs: Any
     ) -> tuple[fx.GraphModule, fx.GraphModule]:
-        from torch._functorch.partitioners import (
+        from .._torch_compat import (
             _size_of,
             classify_nodes,
             min_cut_rematerialization_partition,
@@ -281,8 +277,9 @@ def _partition_recomputing(
 ) -> tuple[fx.GraphModule, fx.GraphModule]:
     """Mark the operations recomputing the saved tensors `names` MUST_RECOMPUTE and partition
     again with the min-cut partitioner, which honours that policy."""
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
     from torch.utils.checkpoint import CheckpointPolicy
+
+    from .._torch_compat import min_cut_rematerialization_partition
 
     for node, rerun in candidates.items():
         if node.name in names:

@@ -82,17 +82,16 @@ class _OrderVars:
             for u, v in interchangeable_pairs(g):
                 model.Add(self.pos[u] <= self.pos[v] if self.shared else self.pos[u] < self.pos[v])
         self.start: list[Any] = []
-        self.end: list[Any] = []  # exclusive end (last live step + 1)
+        self.end: list[Any] = []  # live ranges are half-open: end = last live step + 1
         self.ivl: list[Any] = []
         self.sizes: list[int] = []
-        last = steps - 1
         for i, b in enumerate(g.bufs):
             s_lo, _s_hi, e_lo, e_hi = buffer_interval_window(g, i, win, steps)
             start = 0 if (b.producer < 0 or b.resident) else self.pos[b.producer]
             if b.resident or b.live_to_end:
-                end = last + 1
-            elif b.consumers:
-                e = model.NewIntVar(e_lo, e_hi, f"end{i}")
+                end = steps
+            elif b.consumers:  # e: the last live step, the latest of the uses
+                e = model.NewIntVar(e_lo - 1, e_hi - 1, f"end{i}")
                 terms = [self.pos[c] for c in b.consumers]
                 if b.producer >= 0 and not b.resident:
                     terms.append(self.pos[b.producer])
@@ -100,7 +99,7 @@ class _OrderVars:
                 end = e + 1
             else:
                 end = start + 1
-            length = model.NewIntVar(1, max(1, e_hi - s_lo + 1), f"len{i}")
+            length = model.NewIntVar(1, max(1, e_hi - s_lo), f"len{i}")
             ivl = model.NewIntervalVar(start, length, end, f"life{i}")
             self.start.append(start)
             self.end.append(end)
@@ -188,9 +187,7 @@ class CpSatSolver:
             x = k * al if al > 1 else k
             xs[i] = (k, al)
             a_ivls.append(model.NewIntervalVar(x, size, x + size, f"addr{i}"))
-            t_ivls.append(
-                model.NewIntervalVar(it.start, it.end - it.start + 1, it.end + 1, f"t{i}")
-            )
+            t_ivls.append(model.NewIntervalVar(it.start, it.end - it.start, it.end, f"t{i}"))
             demands.append(size)
             model.Add(x + size <= arena)
         model.AddNoOverlap2D(t_ivls, a_ivls)

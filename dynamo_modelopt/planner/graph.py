@@ -1,7 +1,8 @@
 """Internal, index-based view of a folded `Problem` that every planner stage works on.
 
 Operations become integers in their given order, alias roots become `Buf` records, and the
-lifetime rule of the `problem` docstring is implemented once, in `Graph.interval`.
+lifetime rule of the `problem` docstring is implemented once, in `Graph.interval` (half-open
+live ranges, see `intervals`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .intervals import LiveRange
 from .problem import Operation, Problem, Tensor
 
 
@@ -128,7 +130,8 @@ class Graph:
     @cached_property
     def windows(self) -> list[tuple[int, int]]:
         """ASAP/ALAP step window of each operation (MODeL's span restriction): an operation
-        cannot run before all its ancestors nor after all its descendants."""
+        cannot run before all its ancestors nor after all its descendants. (earliest, latest)
+        are both possible steps: the domain of a position variable, not a live range."""
         n = self.n
         return [
             (self.ancestors[v].bit_count(), n - 1 - self.descendants[v].bit_count())
@@ -166,17 +169,16 @@ class Graph:
         return out
 
     # -- timing model -----------------------------------------------------------------------
-    def interval(self, b: Buf, pos: list[int]) -> tuple[int, int]:
-        """Inclusive live steps of `b` when operation v runs at step pos[v]."""
-        last = self.n - 1
+    def interval(self, b: Buf, pos: list[int]) -> LiveRange:
+        """Live range `[start, end)` of `b` when operation v runs at step pos[v]."""
         start = 0 if b.producer < 0 or b.resident else pos[b.producer]
         if b.resident or b.live_to_end:
-            return start, max(start, last)
+            return LiveRange(start, max(start + 1, self.n))
         if b.consumers:
-            return start, max(start, max(pos[c] for c in b.consumers))
-        return start, start
+            return LiveRange(start, max(start, max(pos[c] for c in b.consumers)) + 1)
+        return LiveRange(start, start + 1)
 
-    def intervals(self, order: list[int]) -> list[tuple[int, int]]:
+    def intervals(self, order: list[int]) -> list[LiveRange]:
         pos = positions(order, self.n)
         return [self.interval(b, pos) for b in self.bufs]
 
@@ -189,7 +191,7 @@ class Graph:
         for b, (s, e) in zip(self.bufs, self.intervals(order), strict=True):
             if b.size and (b.placed or not placed_only):
                 diff[s] += b.size
-                diff[e + 1] -= b.size
+                diff[e] -= b.size
         out, cur = [], 0
         for i in range(n):
             cur += diff[i]

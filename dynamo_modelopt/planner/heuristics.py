@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .graph import Graph, build_graph, positions
+from .intervals import LiveRange, covers
 from .problem import Problem
 
 ORDER_RULES = ("given", "lpmf", "net", "bfs", "dfs")
@@ -23,12 +24,16 @@ ORDER_RULES = ("given", "lpmf", "net", "bfs", "dfs")
 
 @dataclass(frozen=True)
 class Item:
-    """A placed buffer for the offsets stage: size, alignment and inclusive live steps."""
+    """A placed buffer for the offsets stage: size, alignment and live range `[start, end)`."""
 
     size: int
     alignment: int
     start: int
     end: int
+
+    @property
+    def live(self) -> LiveRange:
+        return LiveRange(self.start, self.end)
 
 
 def align_up(x: int, a: int) -> int:
@@ -172,11 +177,14 @@ def improve_order(
         ivs = g.intervals(order)
         ranked = []
         for a, u in enumerate(order):
+            # inputs with `ivs[i].end == a + 1` are used last by u (freed after its step a)
             if a < k and all(pos[w] > k for w in g.succ[u]):
-                gain = sum(g.bufs[i].size for i in g.outs[u] if ivs[i][0] <= k <= ivs[i][1])
-                loss = sum(g.bufs[i].size for i in g.ins[u] if ivs[i][1] == a)
+                gain = sum(g.bufs[i].size for i in g.outs[u] if ivs[i].covers(k))
+                loss = sum(g.bufs[i].size for i in g.ins[u] if ivs[i].end == a + 1)
             elif a > k and all(pos[w] < k for w in g.pred[u]):
-                gain = sum(g.bufs[i].size for i in g.ins[u] if ivs[i][1] == a and ivs[i][0] <= k)
+                gain = sum(
+                    g.bufs[i].size for i in g.ins[u] if ivs[i].end == a + 1 and ivs[i].start <= k
+                )
                 loss = sum(g.bufs[i].size for i in g.outs[u])
             else:
                 continue
@@ -230,13 +238,13 @@ def items_for(g: Graph, order: list[int], pad: bool = True) -> dict[int, Item]:
 
 
 def time_neighbours(items: dict[int, Item]) -> dict[int, list[int]]:
-    """For every item, the items whose live steps intersect its own (sweep over starts)."""
+    """For every item, the items whose live ranges overlap its own (sweep over starts)."""
     ranked = sorted(items, key=lambda i: (items[i].start, i))
     out: dict[int, list[int]] = {i: [] for i in items}
     active: list[int] = []
     for i in ranked:
         s = items[i].start
-        active = [j for j in active if items[j].end >= s]
+        active = [j for j in active if covers(items[j], s)]  # started by s: live at s
         for j in active:
             out[i].append(j)
             out[j].append(i)
@@ -280,7 +288,7 @@ def best_fit(items: dict[int, Item]) -> tuple[dict[int, int], int]:
     """Greedy best fit under a few placement orders (by size, by area, by start); the best."""
     keys: list[Callable[[int], tuple[int, ...]]] = [
         lambda i: (-items[i].size, -(items[i].end - items[i].start), items[i].start, i),
-        lambda i: (-items[i].size * (items[i].end - items[i].start + 1), items[i].start, i),
+        lambda i: (-items[i].size * (items[i].end - items[i].start), items[i].start, i),
         lambda i: (items[i].start, -items[i].size, i),
     ]
     if len(items) > 1500:  # quadratic passes: keep the two that win most often
@@ -315,11 +323,11 @@ def arena_lower_bound(items: dict[int, Item]) -> int:
     """Max over steps of live placed (slot) bytes: no placement can do better."""
     if not items:
         return 0
-    n = max(it.end for it in items.values()) + 2
+    n = max(it.end for it in items.values()) + 1
     diff = [0] * n
     for it in items.values():
         diff[it.start] += it.size
-        diff[it.end + 1] -= it.size
+        diff[it.end] -= it.size
     best = cur = 0
     for d in diff:
         cur += d

@@ -1,8 +1,10 @@
-"""Lifetimes of alias roots under the timing model of `problem` (one operation per step)."""
+"""Lifetimes of alias roots under the timing model of `problem` (one operation per step), as
+half-open live ranges `[start, end)` (`intervals.LiveRange`)."""
 
 from __future__ import annotations
 
 from .graph import build_graph, fold_aliases
+from .intervals import LiveRange
 from .problem import Problem
 
 __all__ = ["fold_aliases", "is_topological", "live_bytes_profile", "live_ranges", "peak_live_bytes"]
@@ -13,8 +15,8 @@ def _positions(problem: Problem, order: list[str]) -> list[int]:
     return [index[o] for o in order]
 
 
-def live_ranges(problem: Problem, order: list[str]) -> dict[str, tuple[int, int]]:
-    """Inclusive (first, last) step of every alias root when operations run in `order`.
+def live_ranges(problem: Problem, order: list[str]) -> dict[str, LiveRange]:
+    """Live range `[start, end)` of every alias root when operations run in `order`.
 
     Operations missing from `order` are ignored (a consumer that never runs extends nothing);
     a consumer scheduled before its producer is clamped to the producer step (the validator
@@ -24,15 +26,15 @@ def live_ranges(problem: Problem, order: list[str]) -> dict[str, tuple[int, int]
     pos = [-1] * g.n
     for i, v in enumerate(_positions(problem, order)):
         pos[v] = i
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, LiveRange] = {}
     for b in g.bufs:
         start = 0 if b.producer < 0 or b.resident or pos[b.producer] < 0 else pos[b.producer]
         if b.resident or b.live_to_end:
-            end = n - 1
+            last = n - 1
         else:
             uses = [pos[c] for c in b.consumers if pos[c] >= 0]
-            end = max(uses) if uses else start
-        out[b.name] = (start, max(start, end))
+            last = max(uses) if uses else start
+        out[b.name] = LiveRange.of_steps(start, max(start, last))
     return out
 
 
@@ -43,7 +45,7 @@ def live_bytes_profile(problem: Problem, order: list[str]) -> list[int]:
     diff = [0] * (len(order) + 1)
     for name, (s, e) in ranges.items():
         diff[s] += sizes[name]
-        diff[e + 1] -= sizes[name]
+        diff[e] -= sizes[name]
     out, cur = [], 0
     for i in range(len(order)):
         cur += diff[i]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .graph import Graph
 from .heuristics import Item, slot_size
+from .intervals import overlaps
 from .options import PlannerOptions
 from .solvers import (
     buffer_interval_window,
@@ -132,7 +133,7 @@ def order_milp(
             for s in range(steps):
                 const[s] += size
             continue
-        for s in range(s_lo, e_hi + 1):
+        for s in range(s_lo, e_hi):
             lvar = m.var(0, 1, live_vars is not None)
             live[s][lvar] = size
             if live_vars is not None:
@@ -205,7 +206,7 @@ def offsets_milp(
     for a, i in enumerate(keys):
         for j in keys[a + 1 :]:
             ii, jj = items[i], items[j]
-            together = ii.start <= jj.end and jj.start <= ii.end
+            together = overlaps(ii, jj)
             if not together and options.prune_pairs:
                 continue
             slack = 0 if together else big

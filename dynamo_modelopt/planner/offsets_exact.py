@@ -30,12 +30,12 @@ class ExactResult:
 
 
 def components(items: dict[int, Item]) -> list[list[int]]:
-    """Groups of buffers connected through overlapping lifetimes, in time order."""
+    """Groups of buffers connected through overlapping live ranges, in time order."""
     ranked = sorted(items, key=lambda i: (items[i].start, items[i].end, i))
     groups: list[list[int]] = []
-    reach = -1
+    reach = 0  # end of the current group's live ranges (half-open)
     for i in ranked:
-        if not groups or items[i].start > reach:
+        if not groups or items[i].start >= reach:
             groups.append([])
         groups[-1].append(i)
         reach = max(reach, items[i].end)
@@ -80,9 +80,9 @@ def _search(
     None, their arena, proved, nodes). Only placements with arena < incumbent are sought;
     the search stops as soon as one reaches `target` (a lower bound)."""
     # compress time to the distinct boundaries of this group
-    cuts = sorted({items[i].start for i in keys} | {items[i].end + 1 for i in keys})
+    cuts = sorted({items[i].start for i in keys} | {items[i].end for i in keys})
     where = {t: k for k, t in enumerate(cuts)}
-    span = {i: (where[items[i].start], where[items[i].end + 1]) for i in keys}
+    span = {i: (where[items[i].start], where[items[i].end]) for i in keys}
     T = len(cuts)
     top = [0] * T
     need = [0] * T

@@ -5,7 +5,13 @@ CLI (`python -m dynamo_modelopt.planner INSTANCE.json`) or the benchmark without
 
 Timing model (what the generated code does): operations run one per timestep in `Plan.order`.
 A tensor is live from the step of its producer (its memory is allocated before the producer
-writes it) to the step of its last consumer inclusive (freed after that operation returns).
+writes it) through the step of its last consumer (freed after that operation returns).
+
+Interval convention: a lifetime is the half-open live range `[start, end)` of the steps at which
+the tensor is live, `end` one past its last live step, as in MiniMalloc and Inductor's
+`LiveRange`; two tensors may share memory only when their ranges do not overlap, so one freed
+after step t (`end == t + 1`) and one made at step t (`start == t`) never do. The planner uses
+this convention everywhere (`intervals.LiveRange` and its `overlaps` / `covers` helpers).
 - A graph input (`producer is None`) is live from step 0.
 - `live_to_end` tensors (graph outputs, saved activations) stay live to the last step.
 - `resident` tensors occupy memory for the whole graph whatever their uses.

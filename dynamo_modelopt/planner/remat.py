@@ -24,37 +24,44 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .intervals import LiveRange
+
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
-
-Interval = tuple[int, int]  # first and last step, inclusive
 
 
 @dataclass(frozen=True)
 class RecomputeOption:
     """A tensor the backward needs, that it could either receive saved or recompute.
 
-    `saved_live`: the steps it occupies memory if saved (from the boundary, step 0, to its last
-    backward use); `recomputed_live`: the steps it occupies if recomputed (around its backward
-    uses). `cost`: run time of recomputing it, in the unit of `RematProblem.max_cost`.
+    `saved_live`: the live range `[start, end)` it occupies memory over if saved (from the
+    boundary, step 0, through its last backward use); `recomputed_live`: the range it occupies
+    if recomputed (around its backward uses; its recomputation runs at its start). Plain
+    `(start, end)` tuples are accepted. `cost`: run time of recomputing it, in the unit of
+    `RematProblem.max_cost`.
     """
 
     name: str
     size: int
     cost: float
-    saved_live: Interval
-    recomputed_live: Interval
+    saved_live: LiveRange
+    recomputed_live: LiveRange
     reads: tuple[str, ...] = ()  # options or holds its recomputation reads
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "saved_live", LiveRange(*self.saved_live))
+        object.__setattr__(self, "recomputed_live", LiveRange(*self.recomputed_live))
 
 
 @dataclass(frozen=True)
 class Hold:
-    """A saved tensor that is not an option: counted in the base up to its `last` step, and
-    kept live up to the first step of any recomputation that reads it."""
+    """A saved tensor that is not an option: counted in the base before step `end` (its live
+    range is `[0, end)`), and kept live through the first step of any recomputation that
+    reads it."""
 
     name: str
     size: int
-    last: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -102,41 +109,33 @@ class RematError:
     message: str
 
 
-def _covers(interval: Interval, step: int) -> bool:
-    return interval[0] <= step <= interval[1]
-
-
-def _hull(interval: Interval, points: list[int]) -> Interval:
-    return min([interval[0], *points]), max([interval[1], *points])
-
-
 def _needed_at(problem: RematProblem, recompute: frozenset[str] | set[str]) -> dict[str, list[int]]:
     """For each tensor read by a chosen recomputation, the steps those recomputations run."""
     needed: dict[str, list[int]] = {}
     for option in problem.options:
         if option.name in recompute:
             for source in option.reads:
-                needed.setdefault(source, []).append(option.recomputed_live[0])
+                needed.setdefault(source, []).append(option.recomputed_live.start)
     return needed
 
 
 def _span(
     problem_item: RecomputeOption | Hold, recomputed: bool, needed: list[int]
-) -> Interval | None:
+) -> LiveRange | None:
     """Steps an option (or the extension of a hold) occupies, given its decision and the
     first steps of the chosen recomputations reading it; None for no steps."""
     if isinstance(problem_item, Hold):
-        end = max(needed, default=problem_item.last)
-        return (problem_item.last + 1, end) if end > problem_item.last else None
+        end = max(needed, default=problem_item.end - 1) + 1
+        return LiveRange(problem_item.end, end) if end > problem_item.end else None
     interval = problem_item.recomputed_live if recomputed else problem_item.saved_live
-    return _hull(interval, needed)
+    return interval.hull(needed)
 
 
-def _shift(live: np.ndarray, span: Interval | None, size: int) -> None:
+def _shift(live: np.ndarray, span: LiveRange | None, size: int) -> None:
     if span is not None:
-        first, last = max(span[0], 0), min(span[1], len(live) - 1)
-        if first <= last:
-            live[first : last + 1] += size
+        first, end = span.clipped(len(live))
+        if first < end:
+            live[first:end] += size
 
 
 def _profile_array(problem: RematProblem, recompute: frozenset[str] | set[str]) -> np.ndarray:
@@ -145,7 +144,7 @@ def _profile_array(problem: RematProblem, recompute: frozenset[str] | set[str]) 
     for option in problem.options:
         span = _span(option, option.name in recompute, needed.get(option.name, []))
         _shift(live, span, option.size)
-    for hold in problem.holds:  # the base has it up to `last`
+    for hold in problem.holds:  # the base has it before `end`
         _shift(live, _span(hold, False, needed.get(hold.name, [])), hold.size)
     return live
 
@@ -175,27 +174,27 @@ def lower_bound(problem: RematProblem) -> int:
         forced = sum(
             o.size
             for o in problem.options
-            if _covers(o.saved_live, step) and _covers(o.recomputed_live, step)
+            if o.saved_live.covers(step) and o.recomputed_live.covers(step)
         )
         best = max(best, problem.base[step] + forced)
     return best
 
 
-def _segments(problem: RematProblem) -> list[tuple[int, int]]:
-    """Maximal runs of steps over which no option's liveness changes, as (first, last).
+def _segments(problem: RematProblem) -> list[LiveRange]:
+    """Maximal runs of steps `[start, end)` over which no option's liveness changes.
 
     The peak over a run is reached where the base is highest, so one constraint per run
     suffices."""
     bounds: list[int] = [0, problem.steps]
     for option in problem.options:
-        for first, last in (option.saved_live, option.recomputed_live):
-            bounds += [first, last + 1]
-        if option.reads:  # what it reads is live up to its first step, inclusive
-            bounds.append(option.recomputed_live[0] + 1)
-    bounds += [hold.last + 1 for hold in problem.holds]
+        for live in (option.saved_live, option.recomputed_live):
+            bounds += [live.start, live.end]
+        if option.reads:  # what it reads is live through its first step
+            bounds.append(option.recomputed_live.start + 1)
+    bounds += [hold.end for hold in problem.holds]
     cuts = {max(0, min(b, problem.steps)) for b in bounds}
     points = sorted(cuts)
-    return [(a, b - 1) for a, b in itertools.pairwise(points) if b > a]
+    return [LiveRange(a, b) for a, b in itertools.pairwise(points) if b > a]
 
 
 def greedy(problem: RematProblem) -> frozenset[str]:
@@ -220,7 +219,7 @@ def greedy(problem: RematProblem) -> frozenset[str]:
                 points = needed.get(name, [])
                 before = _span(items[name], name in chosen, points)
                 if name in option.reads:
-                    points = [*points, option.recomputed_live[0]]
+                    points = [*points, option.recomputed_live.start]
                 after = _span(items[name], name in chosen or name == option.name, points)
                 _shift(trial, before, -items[name].size)
                 _shift(trial, after, items[name].size)
@@ -269,18 +268,18 @@ def solve_cpsat(
     readers: dict[str, list[tuple[int, cp_model.IntVar]]] = {}
     for option, r in zip(problem.options, recompute, strict=True):
         for source in option.reads:
-            readers.setdefault(source, []).append((option.recomputed_live[0], r))
+            readers.setdefault(source, []).append((option.recomputed_live.start, r))
     made: list[tuple[cp_model.IntVar, RecomputeOption | Hold, int]] = []  # liveness variables
-    for first, last in _segments(problem):
+    for first, end in _segments(problem):
         terms = []
-        constant = max(problem.base[first : last + 1])
+        constant = max(problem.base[first:end])
         for option, r in zip(problem.options, recompute, strict=True):
             fixed, term = _option_terms(model, option, r, readers.get(option.name, []), first, made)
             constant += fixed
             if term is not None:
                 terms.append(term)
         for hold in problem.holds:
-            late = [r for start, r in readers.get(hold.name, []) if hold.last < first <= start]
+            late = [r for start, r in readers.get(hold.name, []) if hold.end <= first <= start]
             if late:
                 live = model.NewBoolVar(f"held_{hold.name}_{first}")
                 made.append((live, hold, first))
@@ -296,7 +295,7 @@ def solve_cpsat(
         needed = _needed_at(problem, start)
         for live, item, step in made:
             span = _span(item, item.name in start, needed.get(item.name, []))
-            model.AddHint(live, span is not None and _covers(span, step))
+            model.AddHint(live, span is not None and span.covers(step))
         model.AddHint(peak_var, peak(problem, start))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, time_limit)
@@ -331,14 +330,14 @@ def _option_terms(
     a lower bound on a `live` variable per reader is exact (the objective pushes `live` down
     to it). Readers whose hull adds nothing at this step are left out, and without any the
     term is linear in the option's own decision. Variables made are added to `made`."""
-    if_saved = _covers(option.saved_live, step)
-    if_recomputed = _covers(option.recomputed_live, step)
+    if_saved = option.saved_live.covers(step)
+    if_recomputed = option.recomputed_live.covers(step)
     if if_saved and if_recomputed:
         return option.size, None
     extending = []
     for start, reader in readers:
-        by_saved = _covers(_hull(option.saved_live, [start]), step)
-        by_recomputed = _covers(_hull(option.recomputed_live, [start]), step)
+        by_saved = option.saved_live.hull([start]).covers(step)
+        by_recomputed = option.recomputed_live.hull([start]).covers(step)
         if (by_saved and not if_saved) or (by_recomputed and not if_recomputed):
             extending.append((reader, by_saved, by_recomputed))
     if not extending:

@@ -130,21 +130,22 @@ def interchangeable_pairs(graph: Graph) -> list[tuple[int, int]]:
 def buffer_interval_window(
     graph: Graph, i: int, windows: list[tuple[int, int]], steps: int | None = None
 ) -> tuple[int, int, int, int]:
-    """(earliest start, latest start, earliest end, latest end) of buffer i's live steps, in
-    a model of `steps` timesteps (default: one per operation)."""
+    """(earliest start, latest start, earliest end, latest end) of buffer i's live range
+    `[start, end)`, in a model of `steps` timesteps (default: one per operation); `windows`
+    are the operations' (earliest, latest) steps."""
     b = graph.bufs[i]
-    last = (graph.n if steps is None else steps) - 1
+    end = graph.n if steps is None else steps
     if b.producer < 0 or b.resident:
         s_lo = s_hi = 0
     else:
         s_lo, s_hi = windows[b.producer]
     if b.resident or b.live_to_end:
-        return s_lo, s_hi, last, last
-    if b.consumers:
-        e_lo = max(max(windows[c][0] for c in b.consumers), s_lo)
-        e_hi = max(max(windows[c][1] for c in b.consumers), s_hi)
+        return s_lo, s_hi, end, end
+    if b.consumers:  # one past the last consumer's step
+        e_lo = max(max(windows[c][0] for c in b.consumers), s_lo) + 1
+        e_hi = max(max(windows[c][1] for c in b.consumers), s_hi) + 1
         return s_lo, s_hi, e_lo, e_hi
-    return s_lo, s_hi, s_lo, s_hi
+    return s_lo, s_hi, s_lo + 1, s_hi + 1
 
 
 def op_windows(graph: Graph, use_windows: bool) -> list[tuple[int, int]]:

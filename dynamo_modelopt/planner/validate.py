@@ -122,11 +122,11 @@ def validate(problem: Problem, plan: Plan) -> list[PlanError]:
             )
         have.append(i)
     # sweep over steps: pairs that share a step and overlap in memory
-    events = sorted(have, key=lambda i: (ivs[i][0], i))
+    events = sorted(have, key=lambda i: (ivs[i].start, i))
     active: list[int] = []
     for i in events:
-        s = ivs[i][0]
-        active = [j for j in active if ivs[j][1] >= s]
+        s = ivs[i].start
+        active = [j for j in active if ivs[j].covers(s)]  # started by s: live at s
         bi = g.bufs[i]
         if bi.size == 0:
             continue

@@ -63,9 +63,9 @@ def test_a_second_compile_replays_the_chosen_settings_alone(
     settings = reports[0].details["settings"]
     assert settings["chosen"] == "planned_saves" and settings["from_decision_cache"]
     assert settings["why"] == first_reports[0].details["settings"]["why"]
-    plan = reports[0].details["recompute_plan"]
+    plan = reports[0].internals.recompute_plan
     assert plan["replayed"]
-    assert plan["recompute"] == first_reports[0].details["recompute_plan"]["recompute"]
+    assert plan["recompute"] == first_reports[0].internals.recompute_plan["recompute"]
     # the same partition, so the same code: the same predicted peaks and the same numbers
     assert [r.emitted_peak_bytes for r in reports] == [r.emitted_peak_bytes for r in first_reports]
     for name in first:
@@ -88,7 +88,7 @@ def test_a_stored_plan_the_graph_does_not_offer_is_searched_again(
     assert "from_decision_cache" not in reports[0].details["settings"]
     # the search stored its own plan over the stale one
     stored = json.loads(entry.read_text())["recompute_plan"]["recompute"]
-    assert stored == reports[0].details["recompute_plan"]["recompute"] != ["no_such_tensor"]
+    assert stored == reports[0].internals.recompute_plan["recompute"] != ["no_such_tensor"]
 
 
 def test_an_unreadable_entry_is_searched_again(monkeypatch: pytest.MonkeyPatch) -> None:

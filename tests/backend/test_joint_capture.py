@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from dynamo_modelopt.capture.joint import backward_boundary, problem_from_boundary
+from dynamo_modelopt.capture.joint import BoundaryStorage, backward_boundary, problem_from_boundary
 from dynamo_modelopt.planner.lifetimes import live_bytes_profile
 from dynamo_modelopt.planner.problem import Tensor, make_problem
 from dynamo_modelopt.planner.remat import peak, solve_remat
@@ -43,16 +43,13 @@ def _backward() -> tuple[object, list[str], list[int]]:
 def test_boundary_records_each_saved_storage_once_with_its_reads() -> None:
     problem, order, profile = _backward()
     boundary = backward_boundary(problem, order, profile)
-    assert boundary["profile"] == profile == [264, 170, 230, 250]
-    saved = boundary["saved"]
+    assert boundary.profile == profile == [264, 170, 230, 250]
+    saved = boundary.saved
     assert set(saved) == {"act1", "act2"}  # not the output gradient; the view joins its base
-    assert saved["act2"] == {
-        "names": ["act2", "act2_view"],
-        "bytes": 100,
-        "first_read": 3,
-        "last": 3,
-    }
-    assert saved["act1"]["first_read"] == 0 and saved["act1"]["last"] == 0
+    assert saved["act2"] == BoundaryStorage(
+        names=["act2", "act2_view"], nbytes=100, first_read=3, end=4
+    )
+    assert saved["act1"].first_read == 0 and saved["act1"].end == 1  # live at step 0 only
 
 
 def test_problem_from_boundary_makes_options_of_fully_recomputable_storages() -> None:
@@ -63,7 +60,7 @@ def test_problem_from_boundary_makes_options_of_fully_recomputable_storages() ->
     remat = problem_from_boundary(boundary, candidates, runtime_of=lambda n: 1.0, max_cost=5.0)
     (option,) = remat.options  # act1 is no candidate
     assert option.name == "act2" and option.size == 100 and option.cost == 3.0
-    assert option.saved_live == (0, 3) and option.recomputed_live == (3, 3)
+    assert option.saved_live == (0, 4) and option.recomputed_live == (3, 4)
     assert remat.max_cost == 5.0
     # nothing recomputed: the compiled backward's own profile
     assert peak(remat, set()) == max(profile)
@@ -85,7 +82,7 @@ def test_saved_storage_a_recomputation_reads_is_held_until_it_runs() -> None:
     remat = problem_from_boundary(boundary, candidates, lambda n: 1.0, 5.0)
     (option,) = remat.options
     assert option.reads == ("act1",)
-    assert [(h.name, h.size, h.last) for h in remat.holds] == [("act1", 150, 0)]
+    assert [(h.name, h.size, h.end) for h in remat.holds] == [("act1", 150, 1)]
     assert peak(remat, {"act2"}) == 400  # act1 and act2 both live at the last step
     assert solve_remat(remat).recompute == frozenset()
 

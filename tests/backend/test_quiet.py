@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     with torch.no_grad():
         compiled(torch.randn(1, 3, 8, 8))
     (report,) = dynamo_modelopt.get_reports()
-    print("measured", len(report.details["measured_kernels"]))
+    print("measured", len(report.internals.measured_kernels))
     """
 )
 

@@ -121,7 +121,7 @@ def test_planned_recomputation_is_correct_and_its_effect_is_predicted() -> None:
         "deep_mlp", "planned_saves", measure_kernel_time=False
     )
     reports = dynamo_modelopt.get_reports()
-    plans = [r.details["recompute_plan"] for r in reports]
+    plans = [r.internals.recompute_plan for r in reports]
     assert plans and plans[0]["recompute"], plans
     assert plans[0]["cost_seconds"] <= plans[0]["budget_seconds"]
     step_report = dynamo_modelopt.StepReport(
@@ -158,7 +158,7 @@ def test_auto_plans_recomputation_on_the_compiled_backward() -> None:
     step()
     reports = dynamo_modelopt.get_reports()
     assert reports[0].details["settings"]["chosen"] == "planned_saves"
-    plan = reports[0].details["recompute_plan"]
+    plan = reports[0].internals.recompute_plan
     assert plan["model"] == "compiled backward" and plan["recompute"]
     measured = kineto_peak_bytes(step, after_leading_frees=True)
     assert abs(plan["predicted_backward_peak_bytes"] - measured) <= 0.01 * measured
@@ -177,7 +177,7 @@ def test_failed_recomputation_plan_keeps_inductors_partition(
     want = _eager("deep_mlp")
     _, base_measured, _ = _train("deep_mlp", "default")
     got, measured, _ = _train("deep_mlp", "planned_saves")
-    (plan,) = {str(r.details["recompute_plan"]) for r in dynamo_modelopt.get_reports()}
+    (plan,) = {str(r.internals.recompute_plan) for r in dynamo_modelopt.get_reports()}
     assert "solver exploded" in plan
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-3, atol=1e-4)
@@ -426,11 +426,11 @@ def test_retime_trials_replaces_each_kernels_first_measurement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     busy, quiet = _trial("default", 100, 1.0), _trial("no_layout_opt", 90, 1.0)
-    busy.reports[0].details["measured_kernels"] = [
+    busy.reports[0].internals.measured_kernels = [
         KernelMeasurement(0, 0.3, ("conv",)),  # measured while the machine was busy
         KernelMeasurement(0, 0.2, ("mm",)),
     ]
-    quiet.reports[0].details["measured_kernels"] = [KernelMeasurement(0, 0.1, ("conv",))]
+    quiet.reports[0].internals.measured_kernels = [KernelMeasurement(0, 0.1, ("conv",))]
     monkeypatch.setattr(
         workspace, "retime", lambda keys: {k: {("conv",): 0.1, ("mm",): 0.2}[k] for k in keys}
     )
@@ -456,7 +456,7 @@ def test_runtime_estimate_counts_measured_convolutions(measure: bool) -> None:
     with torch.no_grad():
         torch.compile(model, backend="modelopt", options=options)(*inputs)
     (report,) = dynamo_modelopt.get_reports()
-    kernels = report.details["measured_kernels"]
+    kernels = report.internals.measured_kernels
     alternatives = report.details["settings"]["alternatives"]
     assert set(alternatives) == {"default", "no_layout_opt"}
     assert all(a["estimated_runtime"] > 0 for a in alternatives.values())
@@ -527,7 +527,7 @@ def test_a_plan_that_cannot_win_stops_its_candidate_before_lowering() -> None:
     predicted = partitioner.plans[-1]["predicted_backward_peak_bytes"]
     partitioner.must_beat_bytes = int(predicted * (1.0 - PREDICTION_MARGIN)) + 1
     trial = compile_trial(planned_saves, gm, example, compile_with, build=False)
-    assert trial.reports[0].details["recompute_plan"]["recompute"]
+    assert trial.reports[0].internals.recompute_plan["recompute"]
 
 
 def _dynamo_graph_of(

@@ -11,7 +11,8 @@ import bench.fit
 from bench.fit import FitSettings, fit_model, largest_fitting_batch, parse_bytes
 from bench.models import TINY, ModelSpec
 from bench.run import BenchSettings
-from dynamo_modelopt.report import GraphReport
+from dynamo_modelopt.capture.joint import BackwardBoundary
+from dynamo_modelopt.report import GraphInternals, GraphReport
 
 
 def counting(total):
@@ -143,8 +144,9 @@ def test_planned_fit_end_to_end_on_a_tiny_model(tmp_path: Path) -> None:
 
 
 def report(kind: str, profile: list[int] | None, emitted: int) -> GraphReport:
-    details = {} if profile is None else {"boundary": {"profile": profile, "saved": {}}}
-    return GraphReport(kind, 3, 0, 0, 0, "heuristic", "heuristic", 0.0, details=details,
+    boundary = None if profile is None else BackwardBoundary(profile, {})
+    return GraphReport(kind, 3, 0, 0, 0, "heuristic", "heuristic", 0.0,
+                       internals=GraphInternals(boundary=boundary),
                        emitted_peak_bytes=emitted)  # fmt: skip
 
 

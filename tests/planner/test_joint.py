@@ -7,6 +7,7 @@ import pytest
 from dynamo_modelopt.planner import PlannerOptions, plan
 from dynamo_modelopt.planner.graph import build_graph
 from dynamo_modelopt.planner.heuristics import best_fit, best_heuristic, items_for
+from dynamo_modelopt.planner.intervals import overlaps
 from dynamo_modelopt.planner.solve import get_solver
 from dynamo_modelopt.planner.solvers import JointTask
 from dynamo_modelopt.planner.synthetic import random_dag
@@ -50,6 +51,6 @@ def test_joint_model_reaches_the_two_stage_optimum(solver, make):
     items = items_for(g, res.order)
     for i, a in items.items():
         for j, b in items.items():
-            if i < j and a.size and b.size and a.start <= b.end and b.start <= a.end:
+            if i < j and a.size and b.size and overlaps(a, b):
                 oi, oj = res.offsets[i], res.offsets[j]
                 assert oi + a.size <= oj or oj + b.size <= oi

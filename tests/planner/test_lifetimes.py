@@ -34,13 +34,13 @@ def small():
 def test_live_ranges_follow_the_timing_model():
     p = small()
     r = live_ranges(p, ["p", "q", "r", "s"])
-    assert r["inp"] == (0, 1)  # input: from step 0 to its consumer
-    assert r["a"] == (0, 3)  # root keeps the alias's uses (r) and its own (s)
+    assert r["inp"] == (0, 2)  # input: from step 0 through its consumer (half-open)
+    assert r["a"] == (0, 4)  # root keeps the alias's uses (r) and its own (s)
     assert "view" not in r  # aliases are folded
-    assert r["ws"] == (2, 2)  # workspace: its producer's step only
-    assert r["out"] == (2, 3)  # live to the end
-    assert r["w"] == (0, 3)  # resident
-    assert r["dead_in"] == (0, 0)
+    assert r["ws"] == (2, 3)  # workspace: its producer's step only
+    assert r["out"] == (2, 4)  # live to the end
+    assert r["w"] == (0, 4)  # resident
+    assert r["dead_in"] == (0, 1)
 
 
 def test_fold_aliases_merges_uses_and_flags():

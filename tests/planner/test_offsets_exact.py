@@ -20,7 +20,7 @@ def test_search_deeper_than_the_recursion_limit_leaves_the_limit_alone(
     monkeypatch.setattr(sys, "setrecursionlimit", refuse)
     limit = sys.getrecursionlimit()
     depth = limit + 500  # one search level per buffer of the group
-    items = {i: Item(size=64, alignment=64, start=i, end=i + 1) for i in range(depth)}
+    items = {i: Item(size=64, alignment=64, start=i, end=i + 2) for i in range(depth)}
     keys = list(items)
     best, arena, proved, nodes = _search(
         items,

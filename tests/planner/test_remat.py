@@ -30,9 +30,9 @@ def _layers() -> RematProblem:
     is what lowers the peak; the last layer's is read at once, so recomputing it gains nothing."""
     return RematProblem(
         options=(
-            RecomputeOption("a1", size=40, cost=1.0, saved_live=(0, 7), recomputed_live=(6, 7)),
-            RecomputeOption("a2", size=40, cost=1.0, saved_live=(0, 5), recomputed_live=(4, 5)),
-            RecomputeOption("a3", size=40, cost=1.0, saved_live=(0, 2), recomputed_live=(0, 2)),
+            RecomputeOption("a1", size=40, cost=1.0, saved_live=(0, 8), recomputed_live=(6, 8)),
+            RecomputeOption("a2", size=40, cost=1.0, saved_live=(0, 6), recomputed_live=(4, 6)),
+            RecomputeOption("a3", size=40, cost=1.0, saved_live=(0, 3), recomputed_live=(0, 3)),
         ),
         base=(10, 10, 10, 20, 20, 30, 30, 30),
         max_cost=1.0,
@@ -73,10 +73,10 @@ def test_a_recomputation_keeps_what_it_reads_live_until_it_runs() -> None:
     """`late` is recomputed at step 6 from `early` (read last at step 1) and from the hold `h`
     (in the base up to step 2): both stay live up to step 6. Recomputing `early` as well moves
     its recomputation to step 6, the first step needing it, and keeps it live from step 1."""
-    late = RecomputeOption("late", 10, 1.0, (0, 7), (6, 7), reads=("early", "h"))
-    early = RecomputeOption("early", 100, 1.0, (0, 1), (1, 1))
+    late = RecomputeOption("late", 10, 1.0, (0, 8), (6, 8), reads=("early", "h"))
+    early = RecomputeOption("early", 100, 1.0, (0, 2), (1, 2))
     problem = RematProblem(
-        (late, early), base=(1, 1, 1, 0, 0, 0, 0, 0), max_cost=5.0, holds=(Hold("h", 1, 2),)
+        (late, early), base=(1, 1, 1, 0, 0, 0, 0, 0), max_cost=5.0, holds=(Hold("h", 1, 3),)
     )
     assert profile(problem, set()) == [111, 111, 11, 10, 10, 10, 10, 10]
     assert profile(problem, {"late"}) == [101, 101, 101, 101, 101, 101, 111, 10]
@@ -94,7 +94,7 @@ def problems(draw: st.DrawFn) -> RematProblem:
     steps = draw(st.integers(1, 8))
     base = tuple(draw(st.lists(st.integers(0, 50), min_size=steps, max_size=steps)))
     holds = tuple(
-        Hold(f"h{i}", size=draw(st.integers(1, 30)), last=draw(st.integers(0, steps - 1)))
+        Hold(f"h{i}", size=draw(st.integers(1, 30)), end=draw(st.integers(1, steps)))
         for i in range(draw(st.integers(0, 2)))
     )
     options: list[RecomputeOption] = []
@@ -108,8 +108,8 @@ def problems(draw: st.DrawFn) -> RematProblem:
                 f"o{i}",
                 size=draw(st.integers(1, 60)),
                 cost=float(draw(st.integers(0, 5))),
-                saved_live=(0, last),
-                recomputed_live=(first, last),
+                saved_live=(0, last + 1),
+                recomputed_live=(first, last + 1),
                 reads=tuple(reads),
             )
         )
